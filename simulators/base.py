@@ -1,0 +1,446 @@
+"""A tiny threaded HTTP server that every API simulator builds on.
+
+A simulator subclasses :class:`Simulator` and declares its API with :func:`route`::
+
+    class Echo(Simulator):
+        name = "echo"
+
+        @route("GET", r"/echo/(?P<word>[^/]+)")
+        def echo(self, request, word):
+            return json_response({"word": word})
+
+The server binds 127.0.0.1 only, on port 0 (a free port) unless told otherwise, and runs in a
+background thread between :meth:`Simulator.start` and :meth:`Simulator.stop` (or a ``with``
+block). Path groups are percent-decoded before they reach the handler, so clients must encode
+IDs containing ``/`` just as they must for the real servers.
+
+Every request is counted per (method, handler name) in :attr:`Simulator.request_counts`, which
+benchmarks read, and :attr:`Simulator.faults` lets tests make requests fail, stall or lose their
+connection.
+"""
+
+import email.parser
+import http.server
+import json
+import logging
+import re
+import socket
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+JSON_TYPE = "application/json"
+TEXT_TYPE = "text/plain; charset=utf-8"
+
+
+@dataclass
+class Response:
+    """What a handler returns: sent as a single write, with a Content-Length.
+
+    ``stream``, when set, replaces ``body``: an iterable of byte chunks written as they come
+    (server-sent events, for instance); the connection is closed after the last chunk.
+    """
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict = field(default_factory=dict)
+    stream: object = None
+
+
+def json_response(data, status=200, headers=None, content_type=JSON_TYPE):
+    body = json.dumps(data, separators=(",", ":")).encode()
+    return Response(status, body, {"Content-Type": content_type, **(headers or {})})
+
+
+def text_response(text, status=200, headers=None):
+    return Response(status, text.encode(), {"Content-Type": TEXT_TYPE, **(headers or {})})
+
+
+def empty_response(status=200, headers=None):
+    return Response(status, b"", dict(headers or {}))
+
+
+class Abort(Exception):
+    """Raised anywhere below a handler to answer with ``response`` at once."""
+
+    def __init__(self, response):
+        super().__init__(response.status)
+        self.response = response
+
+
+class DropConnection(Exception):
+    """Raised below a handler to close the connection without any answer."""
+
+
+class BodyError(ValueError):
+    """A request body that cannot be decoded as the handler asked."""
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # raw (still percent-encoded) path, without the query string
+    query: dict  # name -> list of values, blank values kept (Consul's bare ``?recurse``)
+    headers: object  # email.message.Message: case-insensitive .get()
+    body: bytes
+    client: tuple
+
+    def arg(self, name, default=None):
+        """First value of query parameter ``name``."""
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def has_arg(self, name):
+        return name in self.query
+
+    @property
+    def content_type(self):
+        return (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+
+    def json(self):
+        """The body decoded as JSON; :class:`BodyError` says why when it is not."""
+        try:
+            return json.loads(self.body or b"null")
+        except (ValueError, UnicodeDecodeError) as err:
+            raise BodyError(str(err)) from err
+
+    def form(self):
+        """The body of a url-encoded or multipart form, as name -> list of values."""
+        if self.content_type == "multipart/form-data":
+            return self._multipart()
+        try:
+            return urllib.parse.parse_qs(self.body.decode(), keep_blank_values=True)
+        except UnicodeDecodeError as err:
+            raise BodyError(str(err)) from err
+
+    def _multipart(self):
+        header = f"Content-Type: {self.headers.get('Content-Type')}\r\n\r\n".encode()
+        message = email.parser.BytesParser().parsebytes(header + self.body)
+        if not message.is_multipart():
+            raise BodyError("malformed multipart body")
+        fields = {}
+        for part in message.get_payload():
+            name = part.get_param("name", header="content-disposition")
+            if name is None:
+                raise BodyError("multipart part without a name")
+            value = part.get_payload(decode=True).decode()
+            fields.setdefault(name, []).append(value)
+        return fields
+
+
+def route(method, pattern):
+    """Declare a handler for ``method`` (or ``"*"`` for any) on paths fully matching ``pattern``.
+
+    Stackable, so one handler can serve several methods or paths. Named groups of the pattern
+    are passed to the handler as keyword arguments.
+    """
+
+    def mark(handler):
+        handler.__dict__.setdefault("routes", []).append((method, pattern))
+        return handler
+
+    return mark
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    regex: re.Pattern
+    handler_name: str
+
+
+@dataclass
+class _Fault:
+    kind: str  # "error", "delay" or "drop"
+    remaining: object  # requests left to affect, or None for "until cleared"
+    path: object  # compiled regex the request path must match (search), or None for all
+    status: int = 500
+    seconds: float = 0.0
+
+
+class Faults:
+    """Fault injection shared by all simulators; each rule applies to matching requests.
+
+    Rules are checked in the order they were added; the first matching error or drop rule
+    decides the request, and every matching delay rule adds its delay before that.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._rules = []
+
+    def fail(self, count=1, status=500, path=None):
+        """Answer the next ``count`` matching requests with ``status`` (None: until cleared)."""
+        self._add(_Fault("error", count, _compile(path), status=status))
+
+    def delay(self, seconds, count=None, path=None):
+        """Hold matching requests for ``seconds`` before handling them."""
+        self._add(_Fault("delay", count, _compile(path), seconds=seconds))
+
+    def drop(self, count=1, path=None):
+        """Close the connection of the next ``count`` matching requests without answering."""
+        self._add(_Fault("drop", count, _compile(path)))
+
+    def clear(self):
+        with self._lock:
+            self._rules.clear()
+
+    def _add(self, rule):
+        with self._lock:
+            self._rules.append(rule)
+
+    def take(self, path):
+        """Consume the rules matching ``path``: returns (total delay, error/drop rule or None)."""
+        delay, verdict = 0.0, None
+        with self._lock:
+            for rule in list(self._rules):
+                if rule.path is not None and not rule.path.search(path):
+                    continue
+                if rule.kind == "delay":
+                    delay += rule.seconds
+                elif verdict is None:
+                    verdict = rule
+                else:
+                    continue
+                if rule.remaining is not None:
+                    rule.remaining -= 1
+                    if rule.remaining <= 0:
+                        self._rules.remove(rule)
+        return delay, verdict
+
+
+def _compile(path):
+    return re.compile(path) if path is not None else None
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address, simulator):
+        self.simulator = simulator
+        self.connections = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as clients pool connections
+
+    def setup(self):
+        super().setup()
+        # Each reply is one write, but Nagle would still delay the next request's reply.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self):
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        super().finish()
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        except DropConnection:
+            self.close_connection = True
+        except (ConnectionError, socket.timeout):
+            self.close_connection = True
+
+    def __getattr__(self, name):
+        # BaseHTTPRequestHandler looks up do_<METHOD>; every method goes to one dispatcher.
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
+
+    def _dispatch(self):
+        split = urllib.parse.urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        request = Request(
+            method=self.command,
+            path=split.path,
+            query=urllib.parse.parse_qs(split.query, keep_blank_values=True),
+            headers=self.headers,
+            body=self.rfile.read(length) if length else b"",
+            client=self.client_address,
+        )
+        self._send(self.server.simulator.handle(request))
+
+    def _send(self, response):
+        lines = [f"HTTP/1.1 {response.status} {self.responses.get(response.status, ('',))[0]}"]
+        headers = {"Date": self.date_time_string(), **response.headers}
+        if response.stream is None:
+            headers["Content-Length"] = str(len(response.body))
+        else:
+            headers["Connection"] = "close"
+            self.close_connection = True
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if response.stream is None:
+            self.wfile.write(head + (response.body if self.command != "HEAD" else b""))
+            return
+        self.wfile.write(head)
+        for chunk in response.stream:
+            self.wfile.write(chunk)
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class names it so
+        log.debug("%s %s", self.server.simulator.name, format % args)
+
+
+class Simulator:
+    """Base of every simulator: route table, dispatch, counters, faults and lifecycle."""
+
+    name = "simulator"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._routes = [
+            Route(method, re.compile(pattern), attr)
+            for attr, value in _members(cls)
+            for method, pattern in getattr(value, "routes", ())
+        ]
+
+    def __init__(self, port=0):
+        self.port = port
+        self.faults = Faults()
+        self.request_counts = Counter()
+        self._counts_lock = threading.Lock()
+        self._server = None
+        self._thread = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self):
+        self._server = _Server((LOOPBACK, self.port), self)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"{self.name}-sim", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self):
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        # Kept-alive connections would otherwise keep being served after stop().
+        with self._server.connections_lock:
+            for connection in list(self._server.connections):
+                _shutdown_socket(connection)
+        self._thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    @property
+    def url(self):
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def urls(self):
+        """Every URL this simulator serves, by role (printed by ``python -m simulators``)."""
+        return {"url": self.url}
+
+    def reset(self):
+        """Forget all state. Subclasses clear their data and call this."""
+        self.faults.clear()
+
+    @classmethod
+    def add_arguments(cls, parser):
+        """Add this simulator's constructor options to the ``python -m simulators`` parser."""
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def handle(self, request):
+        """The response to ``request`` (an injected drop fault closes the connection)."""
+        matched, allowed = None, []
+        for candidate in self._routes:
+            groups = candidate.regex.fullmatch(request.path)
+            if groups is None:
+                continue
+            if candidate.method in ("*", request.method):
+                matched = candidate, groups
+                break
+            allowed.append(candidate.method)
+        self._count(request.method, matched[0].handler_name if matched else None)
+
+        delay, fault = self.faults.take(request.path)
+        if delay:
+            time.sleep(delay)
+        if fault is not None:
+            if fault.kind == "drop":
+                raise DropConnection()
+            return self.error(fault.status, f"injected fault {fault.status}")
+
+        try:
+            if matched is None:
+                if allowed:
+                    return self.method_not_allowed(request, sorted(set(allowed)))
+                return self.not_found(request)
+            candidate, groups = matched
+            arguments = {
+                key: urllib.parse.unquote(value)
+                for key, value in groups.groupdict().items()
+                if value is not None
+            }
+            return getattr(self, candidate.handler_name)(request, **arguments)
+        except Abort as abort:
+            return abort.response
+        except DropConnection:
+            raise
+        except Exception:  # a simulator bug must show up as a 500, not a hung client
+            log.exception("%s failed on %s %s", self.name, request.method, request.path)
+            return self.error(500, "simulator internal error")
+
+    def _count(self, method, handler_name):
+        with self._counts_lock:
+            self.request_counts[(method, handler_name)] += 1
+
+    # -- replies that differ per server: override ----------------------------------------------
+
+    def error(self, status, message):
+        return json_response({"message": message}, status)
+
+    def not_found(self, request):
+        return self.error(404, "Not found")
+
+    def method_not_allowed(self, request, allowed):
+        return self.error(405, "Method not allowed")
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text):
+    """Seconds in a Go duration string ("1m30s", "250ms", "0"); ValueError names a bad one."""
+    sign, body = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
+    if body == "0":
+        return 0.0
+    parts = _DURATION_PART.findall(body)
+    if not body or "".join(number + unit for number, unit in parts) != body:
+        raise ValueError(f'time: invalid duration "{text}"')
+    return sign * sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+
+
+def _members(cls):
+    seen = {}
+    for klass in reversed(cls.__mro__):
+        seen.update(vars(klass))
+    return seen.items()
+
+
+def _shutdown_socket(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed by the peer
