@@ -10,6 +10,8 @@ import importlib
 REGISTRY = {
     "consul": "simulators.consul:ConsulSimulator",
     "kong": "simulators.kong:KongSimulator",
+    "marathon": "simulators.marathon:MarathonSimulator",
+    "vulcand": "simulators.vulcand:VulcandSimulator",
 }
 
 

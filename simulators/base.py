@@ -20,6 +20,7 @@ connection.
 """
 
 import email.parser
+import http.client
 import http.server
 import json
 import logging
@@ -34,6 +35,11 @@ from dataclasses import dataclass, field
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
+# Headers that describe one connection, never forwarded by a proxy (RFC 9110, 7.6.1).
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+    "upgrade", "content-length",
+})
 JSON_TYPE = "application/json"
 TEXT_TYPE = "text/plain; charset=utf-8"
 
@@ -137,7 +143,9 @@ def route(method, pattern):
     """Declare a handler for ``method`` (or ``"*"`` for any) on paths fully matching ``pattern``.
 
     Stackable, so one handler can serve several methods or paths. Named groups of the pattern
-    are passed to the handler as keyword arguments.
+    are passed to the handler as keyword arguments. Patterns are tried in declaration order and
+    the first one matching the path owns it, like the servers' own routers: if none of that
+    pattern's methods fits, the answer is 405. So declare specific paths before broad ones.
     """
 
     def mark(handler):
@@ -147,11 +155,10 @@ def route(method, pattern):
     return mark
 
 
-@dataclass(frozen=True)
+@dataclass
 class Route:
-    method: str
     regex: re.Pattern
-    handler_name: str
+    handlers: dict  # method (or "*") -> handler method name
 
 
 @dataclass
@@ -298,11 +305,11 @@ class Simulator:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls._routes = [
-            Route(method, re.compile(pattern), attr)
-            for attr, value in _members(cls)
-            for method, pattern in getattr(value, "routes", ())
-        ]
+        routes = {}
+        for attr, value in _members(cls):
+            for method, pattern in getattr(value, "routes", ()):
+                routes.setdefault(pattern, Route(re.compile(pattern), {})).handlers[method] = attr
+        cls._routes = list(routes.values())
 
     def __init__(self, port=0):
         self.port = port
@@ -362,16 +369,13 @@ class Simulator:
 
     def handle(self, request):
         """The response to ``request`` (an injected drop fault closes the connection)."""
-        matched, allowed = None, []
-        for candidate in self._routes:
-            groups = candidate.regex.fullmatch(request.path)
-            if groups is None:
-                continue
-            if candidate.method in ("*", request.method):
-                matched = candidate, groups
-                break
-            allowed.append(candidate.method)
-        self._count(request.method, matched[0].handler_name if matched else None)
+        owner, groups = next(
+            ((r, m) for r in self._routes if (m := r.regex.fullmatch(request.path))), (None, None)
+        )
+        handler_name = None
+        if owner is not None:
+            handler_name = owner.handlers.get(request.method) or owner.handlers.get("*")
+        self._count(request.method, handler_name)
 
         delay, fault = self.faults.take(request.path)
         if delay:
@@ -382,17 +386,16 @@ class Simulator:
             return self.error(fault.status, f"injected fault {fault.status}")
 
         try:
-            if matched is None:
-                if allowed:
-                    return self.method_not_allowed(request, sorted(set(allowed)))
+            if owner is None:
                 return self.not_found(request)
-            candidate, groups = matched
+            if handler_name is None:
+                return self.method_not_allowed(request, sorted(owner.handlers))
             arguments = {
                 key: urllib.parse.unquote(value)
                 for key, value in groups.groupdict().items()
                 if value is not None
             }
-            return getattr(self, candidate.handler_name)(request, **arguments)
+            return getattr(self, handler_name)(request, **arguments)
         except Abort as abort:
             return abort.response
         except DropConnection:
@@ -415,6 +418,38 @@ class Simulator:
 
     def method_not_allowed(self, request, allowed):
         return self.error(405, "Method not allowed")
+
+
+class UpstreamError(Exception):
+    """A proxied request got no answer; ``timed_out`` tells a timeout from a refusal."""
+
+    def __init__(self, message, timed_out):
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+def forward(request, host, port, target, headers, connect_timeout, read_timeout):
+    """Send ``request`` to ``host:port`` as ``target`` (path + query) with ``headers``.
+
+    Returns the upstream's answer as a :class:`Response` without hop-by-hop headers; raises
+    :class:`UpstreamError` when there is none. Proxies in the simulators share this.
+    """
+    headers = {name: value for name, value in headers.items() if name.lower() not in HOP_BY_HOP}
+    connection = http.client.HTTPConnection(host, port, timeout=connect_timeout)
+    try:
+        connection.connect()
+        connection.sock.settimeout(read_timeout)
+        connection.request(request.method, target, body=request.body or None, headers=headers)
+        reply = connection.getresponse()
+        body = reply.read()
+    except TimeoutError as err:
+        raise UpstreamError(f"{host}:{port} timed out", timed_out=True) from err
+    except (OSError, http.client.HTTPException) as err:
+        raise UpstreamError(f"{host}:{port}: {err}", timed_out=False) from err
+    finally:
+        connection.close()
+    kept = {name: value for name, value in reply.getheaders() if name.lower() not in HOP_BY_HOP}
+    return Response(reply.status, body, kept)
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|ms|s|m|h)")

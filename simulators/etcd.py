@@ -35,8 +35,9 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def _b64(text):
-    return base64.b64encode(text.encode()).decode()
+def _b64(data):
+    """base64 of ``data``: str (encoded as UTF-8) or bytes."""
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
 
 
 def _unb64(text):
@@ -44,14 +45,19 @@ def _unb64(text):
 
 
 def prefix_range_end(prefix):
-    """The exclusive end of the key range holding every key that starts with ``prefix``."""
+    """The exclusive end (bytes) of the key range holding every key that starts with ``prefix``."""
     raw = bytearray(prefix.encode())
     while raw and raw[-1] == 0xFF:
         raw.pop()
     if not raw:
-        return "\0"  # etcd's "every key" marker
+        return b"\0"  # etcd's "to the end of the keyspace"
     raw[-1] += 1
-    return raw.decode("latin-1")
+    return bytes(raw)
+
+
+def _prefix_range(prefix):
+    """The ``key``/``range_end`` pair of a request on every key under ``prefix`` ("" for all)."""
+    return {"key": _b64(prefix or b"\0"), "range_end": _b64(prefix_range_end(prefix))}
 
 
 class EtcdServer:
@@ -180,7 +186,7 @@ class EtcdClient:
 
     def get_prefix(self, prefix):
         """``(revision, {key: value})`` for every key under ``prefix``, read atomically."""
-        reply = self._call("/v3/kv/range", {"key": _b64(prefix), "range_end": _b64(prefix_range_end(prefix))})
+        reply = self._call("/v3/kv/range", _prefix_range(prefix))
         items = {_unb64(kv["key"]): _unb64(kv.get("value", "")) for kv in reply.get("kvs", [])}
         return int(reply["header"]["revision"]), items
 
@@ -190,8 +196,7 @@ class EtcdClient:
 
     def delete_prefix(self, prefix):
         """Delete every key under ``prefix``; the number of keys deleted."""
-        body = {"key": _b64(prefix), "range_end": _b64(prefix_range_end(prefix))}
-        return int(self._call("/v3/kv/deleterange", body).get("deleted", 0))
+        return int(self._call("/v3/kv/deleterange", _prefix_range(prefix)).get("deleted", 0))
 
     def grant(self, ttl_seconds):
         """A new lease id; keys put with it vanish ``ttl_seconds`` after the grant."""
@@ -211,13 +216,7 @@ class PrefixWatch:
     def __init__(self, url, prefix, start_revision):
         parsed = urllib.parse.urlsplit(url)
         self._connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=REQUEST_TIMEOUT)
-        body = {
-            "create_request": {
-                "key": _b64(prefix),
-                "range_end": _b64(prefix_range_end(prefix)),
-                "start_revision": str(start_revision),
-            }
-        }
+        body = {"create_request": {**_prefix_range(prefix), "start_revision": str(start_revision)}}
         self._connection.request("POST", "/v3/watch", body=json.dumps(body))
         self._response = self._connection.getresponse()
         if self._response.status != 200:
@@ -227,23 +226,29 @@ class PrefixWatch:
 
     def __iter__(self):
         """Yield the etcd revision of each batch of changes; stops when closed or etcd goes away."""
-        while not self._closed.is_set():
-            try:
-                line = self._response.readline()
-            except (OSError, http.client.HTTPException):
-                return
-            if not line:
-                return
-            result = json.loads(line).get("result", {})
-            if result.get("events"):
-                yield int(result["header"]["revision"])
+        try:
+            while not self._closed.is_set():
+                try:
+                    line = self._response.readline()
+                except (OSError, ValueError, http.client.HTTPException):
+                    return  # the socket was shut down (close()) or etcd went away
+                if not line:
+                    return
+                result = json.loads(line).get("result", {})
+                if result.get("events"):
+                    yield int(result["header"]["revision"])
+        finally:
+            self._connection.close()
 
     def close(self):
-        """End the watch; a thread iterating it returns promptly."""
+        """End the watch: a thread iterating it returns promptly and releases the connection.
+
+        Only the socket is shut down here; closing the connection under the reading thread
+        would race with http.client's own cleanup.
+        """
         self._closed.set()
         if self._connection.sock is not None:
             try:
                 self._connection.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        self._connection.close()

@@ -14,6 +14,7 @@ import pathlib
 import pytest
 import salt._logging.impl
 import salt.utils.yaml
+from saltfactories.plugins.event_listener import EventListener
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -66,6 +67,16 @@ def salt_factories_config(tmp_path_factory):
         "log_server_host": "127.0.0.1",
         "start_timeout": 120 if os.environ.get("CI") else 60,
     }
+
+
+@pytest.fixture(scope="session")
+def event_listener():
+    """salt-factories' event listener, bound to loopback (its default is every interface)."""
+    listener = EventListener()
+    listener.host = "127.0.0.1"
+    listener.address = f"tcp://{listener.host}:{listener.port}"
+    with listener:
+        yield listener
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,644 @@
+"""vulcand v0.9: its API v2 on a real etcd (v3 layout), and its proxy.
+
+The API (reference §3.1-3.3) keeps every object in etcd exactly where ``vulcand -etcdApiVer=3
+-etcdKey=/vulcand`` keeps it (§3.4), so the platform may equally write etcd itself. API reads go
+to etcd; the proxy works from a snapshot of the prefix that a prefix watch refreshes, so keys that
+someone else writes, or that expire with their lease (server TTLs), take effect as in vulcand.
+
+The proxy opens one HTTP server per listener, always on 127.0.0.1 with the listener's port
+(``0.0.0.0:10001`` listens on ``127.0.0.1:10001``), picks the frontend whose route matches (the
+most specific one when several do), and forwards to the frontend's backend servers in round
+robin. Like vulcand it answers 404 when no route matches, 502 when the server cannot be reached
+(504 on a timeout) and ``empty_backend_status`` when the backend has no servers. It contacts only
+loopback servers: any other URL gets 502 without a connection attempt. Not modelled: https
+listeners (not opened), middlewares' effect on traffic (they are stored and listed), the
+``/v2/top`` statistics, and the sealing of host key pairs.
+"""
+
+import copy
+import http.client
+import ipaddress
+import json
+import logging
+import math
+import re
+import threading
+import time
+import urllib.parse
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from simulators.base import Abort, BodyError, Response, Simulator, json_response, route, text_response
+from simulators.etcd import EtcdClient, EtcdError, EtcdServer
+from simulators.routing import Route, RouteError, RouteRequest
+
+log = logging.getLogger(__name__)
+
+ID = r"(?P<{}>[^/]+)"
+HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "content-length",
+}
+MIDDLEWARE_TYPES = {"ratelimit", "connlimit", "rewrite", "cbreaker", "trace"}
+DEFAULT_UPSTREAM_TIMEOUT = 30.0
+WATCH_RETRY_SECONDS = 0.2
+
+BACKEND_SETTINGS = {
+    "Timeouts": {"Read": "", "Dial": "", "TLSHandshake": ""},
+    "KeepAlive": {"Period": "", "MaxIdleConnsPerHost": 0},
+}
+FRONTEND_SETTINGS = {
+    "Limits": {"MaxMemBodyBytes": 0, "MaxBodyBytes": 0},
+    "FailoverPredicate": "",
+    "Hostname": "",
+    "TrustForwardHeader": False,
+    "PassHostHeader": False,
+    "Stream": False,
+    "StreamFlushIntervalNanoSecs": 0,
+}
+HOST_SETTINGS = {
+    "Default": False,
+    "KeyPair": None,
+    "OCSP": {"Enabled": False, "Period": "", "Responders": None, "SkipSignatureCheck": False},
+}
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text):
+    """Seconds in a Go duration string such as ``"5s"`` or ``"1m30s"``; ValueError otherwise."""
+    sign, body = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
+    if body == "0":
+        return 0.0
+    position, seconds = 0, 0.0
+    while position < len(body):
+        match = _DURATION_PART.match(body, position)
+        if match is None:
+            raise ValueError(f'time: invalid duration "{text}"')
+        seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    if not body:
+        raise ValueError(f'time: invalid duration "{text}"')
+    return sign * seconds
+
+
+def _merged(defaults, given):
+    """``defaults`` overlaid with ``given`` (recursively), as Go fills a struct's zero values."""
+    result = copy.deepcopy(defaults)
+    for key, value in (given or {}).items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def _is_valid_url(url):
+    """What Go's ``url.ParseRequestURI`` accepts, near enough: absolute URLs and absolute paths."""
+    return isinstance(url, str) and bool(re.match(r"^(/|[A-Za-z][A-Za-z0-9+.-]*:)\S*$", url))
+
+
+def _is_loopback(hostname):
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname or "").is_loopback
+    except ValueError:
+        return False
+
+
+def _fail(status, message):
+    raise Abort(json_response({"message": message}, status, content_type="application/json; charset=utf-8"))
+
+
+@dataclass
+class _Frontend:
+    id: str
+    route: Route
+    backend_id: str
+    pass_host_header: bool
+
+
+@dataclass
+class _ProxyConfig:
+    """What the proxy needs, parsed from one etcd revision."""
+
+    revision: int = 0
+    listeners: dict = field(default_factory=dict)  # id -> port on 127.0.0.1
+    frontends: list = field(default_factory=list)  # _Frontend, most specific route first
+    servers: dict = field(default_factory=dict)  # backend id -> [URL], ordered by server id
+    timeouts: dict = field(default_factory=dict)  # backend id -> (dial, read) seconds
+
+
+class _Listener(Simulator):
+    """One proxy listener: every request goes to the vulcand proxy."""
+
+    name = "vulcand-listener"
+
+    def __init__(self, proxy, port):
+        super().__init__(port=port)
+        self.configured_port = port  # self.port becomes the bound one, which differs for port 0
+        self._proxy = proxy
+
+    @route("*", r".*")
+    def forward(self, request):
+        return self._proxy.forward(request)
+
+
+class VulcandSimulator(Simulator):
+    """vulcand's API (``url``) and proxy listeners, storing its configuration in etcd.
+
+    Without ``etcd_url`` it starts a private etcd for itself (the ``python -m simulators vulcand``
+    case). ``empty_backend_status`` is what a request routed to a backend without servers gets:
+    the 2018 code answers 500, v0.9.x releases 503 (reference §5).
+    """
+
+    name = "vulcand"
+
+    def __init__(self, port=0, etcd_url=None, prefix="/vulcand", empty_backend_status=500):
+        super().__init__(port=port)
+        self.prefix = prefix.rstrip("/")
+        self.empty_backend_status = empty_backend_status
+        self._own_etcd = None if etcd_url else EtcdServer()
+        self._etcd_url = etcd_url
+        self.etcd = None
+        self._config = _ProxyConfig()
+        self._config_lock = threading.Lock()  # serialises reloads and listener changes
+        self._listeners = {}  # listener id -> _Listener
+        self._round_robin = defaultdict(int)
+        self._round_robin_lock = threading.Lock()
+        self._watch = None
+        self._watch_lock = threading.Lock()
+        self._watch_thread = None
+        self._stopping = threading.Event()
+
+    @classmethod
+    def add_arguments(cls, parser):
+        parser.add_argument("--etcd-url", help="etcd client URL (default: start a private etcd)")
+        parser.add_argument("--prefix", default="/vulcand", help="etcd key prefix (vulcand -etcdKey)")
+        parser.add_argument("--empty-backend-status", type=int, default=500)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self):
+        if self._own_etcd is not None:
+            self._etcd_url = self._own_etcd.start().url
+        self.etcd = EtcdClient(self._etcd_url)
+        self._stopping.clear()
+        self.reload()
+        self._watch_thread = threading.Thread(target=self._watch_loop, name="vulcand-watch", daemon=True)
+        self._watch_thread.start()
+        return super().start()
+
+    def stop(self):
+        super().stop()
+        self._stopping.set()
+        with self._watch_lock:
+            if self._watch is not None:
+                self._watch.close()
+        if self._watch_thread is not None:
+            self._watch_thread.join()
+            self._watch_thread = None
+        with self._config_lock:
+            for listener in self._listeners.values():
+                listener.stop()
+            self._listeners.clear()
+            self._config = _ProxyConfig()
+        if self._own_etcd is not None:
+            self._own_etcd.stop()
+
+    @property
+    def urls(self):
+        return {"url": self.url, "etcd": self._etcd_url}
+
+    def reset(self):
+        """Delete the whole configuration (every key under the prefix) and close all listeners."""
+        super().reset()
+        self.etcd.delete_prefix(self.prefix + "/")
+        with self._round_robin_lock:
+            self._round_robin.clear()
+        self.reload()
+
+    def listener_ports(self):
+        """Listener id -> port of the proxy listeners open now."""
+        with self._config_lock:
+            return {listener_id: listener.port for listener_id, listener in self._listeners.items()}
+
+    # -- etcd layout ---------------------------------------------------------------------------
+
+    def _key(self, *parts):
+        return "/".join([self.prefix, *parts])
+
+    def _read(self, key):
+        value = self.etcd.get(key)
+        if value is None:
+            _fail(404, "Key not found")
+        return json.loads(value)
+
+    def _list(self, *parts, leaf=None):
+        """``[(id, value)]`` of the objects under ``prefix/parts/``, by id; ``leaf`` names their key."""
+        base = self._key(*parts) + "/"
+        _, items = self.etcd.get_prefix(base)
+        found = []
+        for key, value in items.items():
+            rest = key[len(base):].split("/")
+            if (leaf is None and len(rest) == 1) or (leaf is not None and rest[1:] == [leaf]):
+                found.append((rest[0], json.loads(value)))
+        return sorted(found, key=lambda item: item[0])
+
+    def _put(self, key, value, ttl=None):
+        lease = None
+        if ttl:
+            lease = self.etcd.grant(max(1, math.ceil(ttl)))
+        self.etcd.put(key, json.dumps(value, separators=(",", ":")), lease=lease)
+        self.reload()
+
+    def _delete(self, key, subtree=False):
+        if subtree:
+            # vulcand deletes with a bare prefix: removing "b1" also removes "b10…" (reference §3.4).
+            self.etcd.delete_prefix(key)
+        else:
+            self.etcd.delete(key)
+        self.reload()
+
+    # -- request bodies ------------------------------------------------------------------------
+
+    @staticmethod
+    def _body(request, wrapper):
+        try:
+            body = request.json()
+        except BodyError as err:
+            _fail(500, str(err))
+        if not isinstance(body, dict) or not isinstance(body.get(wrapper), dict):
+            _fail(500, f"Missing mandatory parameter: {wrapper}")
+        ttl = body.get("TTL")
+        try:
+            seconds = parse_duration(str(ttl)) if ttl not in (None, "") else None
+        except ValueError as err:
+            _fail(500, str(err))
+        return body[wrapper], seconds
+
+    # -- API: status ------------------------------------------------------------------------
+
+    @route("GET", r"/v[12]/status")
+    def status(self, request):
+        return json_response({"Status": "ok"})
+
+    # -- API: hosts --------------------------------------------------------------------------
+
+    @staticmethod
+    def _host_view(name, value):
+        return {"Name": name, "Settings": _merged(HOST_SETTINGS, value.get("Settings"))}
+
+    @route("POST", r"/v2/hosts")
+    def upsert_host(self, request):
+        host, _ = self._body(request, "Host")
+        name = host.get("Name") or ""
+        if not name:
+            _fail(500, "Hostname can not be empty")
+        value = {"Name": name, "Settings": _merged(HOST_SETTINGS, host.get("Settings"))}
+        self._put(self._key("hosts", name, "host"), value)
+        return json_response(self._host_view(name, value))
+
+    @route("GET", r"/v2/hosts")
+    def list_hosts(self, request):
+        return json_response({"Hosts": [self._host_view(n, v) for n, v in self._list("hosts", leaf="host")]})
+
+    @route("GET", r"/v2/hosts/" + ID.format("name"))
+    def get_host(self, request, name):
+        return json_response(self._host_view(name, self._read(self._key("hosts", name, "host"))))
+
+    @route("DELETE", r"/v2/hosts/" + ID.format("name"))
+    def delete_host(self, request, name):
+        self._delete(self._key("hosts", name), subtree=True)
+        return json_response({"message": f"Host '{name}' deleted"})
+
+    # -- API: listeners ------------------------------------------------------------------------
+
+    @staticmethod
+    def _listener_view(listener_id, value):
+        view = {
+            "Id": listener_id,
+            "Protocol": value.get("Protocol", ""),
+            "Address": value.get("Address", {"Network": "", "Address": ""}),
+            "Scope": value.get("Scope", ""),
+            "ProxyProtocol": value.get("ProxyProtocol", ""),
+        }
+        if value.get("Settings") is not None:
+            view["Settings"] = value["Settings"]
+        return view
+
+    @route("POST", r"/v2/listeners")
+    def upsert_listener(self, request):
+        listener, ttl = self._body(request, "Listener")
+        protocol = str(listener.get("Protocol", "")).lower()
+        if protocol not in ("http", "https"):
+            _fail(500, f"unsupported protocol '{protocol}', supported protocols are http and https")
+        address = listener.get("Address") or {}
+        network = str(address.get("Network", "")).lower()
+        if not address.get("Address"):
+            _fail(500, "supply a non empty address")
+        if network not in ("tcp", "unix"):
+            _fail(500, f"unsupported network '{network}', supported networks are tcp and unix")
+        if not listener.get("Id"):
+            _fail(400, "listener id can not be empty")
+        value = {
+            "Protocol": protocol,
+            "Address": {"Network": network, "Address": address["Address"]},
+            "Scope": listener.get("Scope", ""),
+        }
+        if listener.get("Settings") is not None:
+            value["Settings"] = listener["Settings"]
+        self._put(self._key("listeners", listener["Id"]), value, ttl)
+        return json_response(self._listener_view(listener["Id"], value))
+
+    @route("GET", r"/v2/listeners")
+    def list_listeners(self, request):
+        return json_response({"Listeners": [self._listener_view(i, v) for i, v in self._list("listeners")]})
+
+    @route("GET", r"/v2/listeners/" + ID.format("listener_id"))
+    def get_listener(self, request, listener_id):
+        return json_response(self._listener_view(listener_id, self._read(self._key("listeners", listener_id))))
+
+    @route("DELETE", r"/v2/listeners/" + ID.format("listener_id"))
+    def delete_listener(self, request, listener_id):
+        self._delete(self._key("listeners", listener_id))
+        return json_response({"message": "Listener deleted"})
+
+    # -- API: backends and servers -------------------------------------------------------------
+
+    @staticmethod
+    def _backend_view(backend_id, value):
+        return {"Id": backend_id, "Type": value.get("Type", "http"), "Settings": _merged(BACKEND_SETTINGS, value.get("Settings"))}
+
+    @route("POST", r"/v2/backends")
+    def upsert_backend(self, request):
+        backend, _ = self._body(request, "Backend")
+        if backend.get("Type") != "http":
+            _fail(500, f"Unsupported backend type '{backend.get('Type')}'")
+        settings = _merged(BACKEND_SETTINGS, backend.get("Settings"))
+        for name in ("Read", "Dial", "TLSHandshake"):
+            if settings["Timeouts"].get(name):
+                try:
+                    parse_duration(settings["Timeouts"][name])
+                except ValueError as err:
+                    _fail(500, f"invalid {name.lower()} timeout: {err}")
+        if not backend.get("Id"):
+            _fail(400, "backend id can not be empty")
+        value = {"Type": "http", "Settings": settings}
+        self._put(self._key("backends", backend["Id"], "backend"), value)
+        return json_response(self._backend_view(backend["Id"], value))
+
+    @route("GET", r"/v2/backends")
+    def list_backends(self, request):
+        backends = self._list("backends", leaf="backend")
+        return json_response({"Backends": [self._backend_view(i, v) for i, v in backends]})
+
+    @route("GET", r"/v2/backends/" + ID.format("backend_id"))
+    def get_backend(self, request, backend_id):
+        return json_response(self._backend_view(backend_id, self._read(self._key("backends", backend_id, "backend"))))
+
+    @route("DELETE", r"/v2/backends/" + ID.format("backend_id"))
+    def delete_backend(self, request, backend_id):
+        users = [fid for fid, value in self._list("frontends", leaf="frontend") if value.get("BackendId") == backend_id]
+        if users:
+            _fail(500, f"can not delete backend '{backend_id}', it is in use by {users}")
+        self._delete(self._key("backends", backend_id), subtree=True)
+        return json_response({"message": "Backend deleted"})
+
+    @route("POST", r"/v2/backends/" + ID.format("backend_id") + "/servers")
+    def upsert_server(self, request, backend_id):
+        server, ttl = self._body(request, "Server")
+        url = server.get("URL")
+        if not _is_valid_url(url):
+            _fail(500, f"endpoint url '{url}' is not valid")
+        if not server.get("Id"):
+            _fail(400, "backend id and server id can not be empty")
+        self._read(self._key("backends", backend_id, "backend"))
+        self._put(self._key("backends", backend_id, "servers", server["Id"]), {"URL": url}, ttl)
+        return json_response({"Id": server["Id"], "URL": url})
+
+    @route("GET", r"/v2/backends/" + ID.format("backend_id") + "/servers")
+    def list_servers(self, request, backend_id):
+        servers = self._list("backends", backend_id, "servers")
+        return json_response({"Servers": [{"Id": i, "URL": v.get("URL")} for i, v in servers]})
+
+    @route("GET", r"/v2/backends/" + ID.format("backend_id") + "/servers/" + ID.format("server_id"))
+    def get_server(self, request, backend_id, server_id):
+        value = self._read(self._key("backends", backend_id, "servers", server_id))
+        return json_response({"Id": server_id, "URL": value.get("URL")})
+
+    @route("DELETE", r"/v2/backends/" + ID.format("backend_id") + "/servers/" + ID.format("server_id"))
+    def delete_server(self, request, backend_id, server_id):
+        self._delete(self._key("backends", backend_id, "servers", server_id))
+        return json_response({"message": "Server deleted"})
+
+    # -- API: frontends and middlewares --------------------------------------------------------
+
+    @staticmethod
+    def _frontend_view(frontend_id, value):
+        return {
+            "Id": frontend_id,
+            "Route": value.get("Route", ""),
+            "Type": value.get("Type", "http"),
+            "BackendId": value.get("BackendId", ""),
+            "Settings": _merged(FRONTEND_SETTINGS, value.get("Settings")),
+        }
+
+    @route("POST", r"/v2/frontends")
+    def upsert_frontend(self, request):
+        frontend, ttl = self._body(request, "Frontend")
+        if frontend.get("Type") != "http":
+            _fail(500, f"Unsupported frontend type '{frontend.get('Type')}'")
+        if not frontend.get("Id") or not frontend.get("BackendId"):
+            _fail(500, "supply valid  route, id, and backendId")
+        try:
+            Route(str(frontend.get("Route", "")))
+        except RouteError:
+            _fail(500, f"route should be a valid route expression: {frontend.get('Route', '')}")
+        self._read(self._key("backends", frontend["BackendId"], "backend"))
+        value = {
+            "Type": "http",
+            "BackendId": frontend["BackendId"],
+            "Route": frontend["Route"],
+            "Settings": _merged(FRONTEND_SETTINGS, frontend.get("Settings")),
+        }
+        self._put(self._key("frontends", frontend["Id"], "frontend"), value, ttl)
+        return json_response(self._frontend_view(frontend["Id"], value))
+
+    @route("GET", r"/v2/frontends")
+    def list_frontends(self, request):
+        frontends = self._list("frontends", leaf="frontend")
+        return json_response({"Frontends": [self._frontend_view(i, v) for i, v in frontends]})
+
+    @route("GET", r"/v2/frontends/" + ID.format("frontend_id"))
+    def get_frontend(self, request, frontend_id):
+        return json_response(self._frontend_view(frontend_id, self._read(self._key("frontends", frontend_id, "frontend"))))
+
+    @route("DELETE", r"/v2/frontends/" + ID.format("frontend_id"))
+    def delete_frontend(self, request, frontend_id):
+        self._delete(self._key("frontends", frontend_id), subtree=True)
+        return json_response({"message": "Frontend deleted"})
+
+    @staticmethod
+    def _middleware_view(middleware_id, value):
+        return {"Id": middleware_id, "Priority": value.get("Priority", 0), "Type": value.get("Type", ""), "Middleware": value.get("Middleware")}
+
+    @route("POST", r"/v2/frontends/" + ID.format("frontend_id") + "/middlewares")
+    def upsert_middleware(self, request, frontend_id):
+        middleware, ttl = self._body(request, "Middleware")
+        if middleware.get("Type") not in MIDDLEWARE_TYPES:
+            _fail(500, f"middleware of type '{middleware.get('Type')}' is not supported")
+        if not middleware.get("Id"):
+            _fail(400, "frontend id and middleware id can not be empty")
+        self._read(self._key("frontends", frontend_id, "frontend"))
+        value = {k: middleware.get(k) for k in ("Type", "Priority", "Middleware")}
+        self._put(self._key("frontends", frontend_id, "middlewares", middleware["Id"]), value, ttl)
+        return json_response(self._middleware_view(middleware["Id"], value))
+
+    @route("GET", r"/v2/frontends/" + ID.format("frontend_id") + "/middlewares")
+    def list_middlewares(self, request, frontend_id):
+        middlewares = self._list("frontends", frontend_id, "middlewares")
+        return json_response({"Middlewares": [self._middleware_view(i, v) for i, v in middlewares]})
+
+    @route("GET", r"/v2/frontends/" + ID.format("frontend_id") + "/middlewares/" + ID.format("middleware_id"))
+    def get_middleware(self, request, frontend_id, middleware_id):
+        value = self._read(self._key("frontends", frontend_id, "middlewares", middleware_id))
+        return json_response(self._middleware_view(middleware_id, value))
+
+    @route("DELETE", r"/v2/frontends/" + ID.format("frontend_id") + "/middlewares/" + ID.format("middleware_id"))
+    def delete_middleware(self, request, frontend_id, middleware_id):
+        self._delete(self._key("frontends", frontend_id, "middlewares", middleware_id))
+        return json_response({"message": "Middleware deleted"})
+
+    # -- replies the real mux gives --------------------------------------------------------------
+
+    def error(self, status, message):
+        return json_response({"message": message}, status, content_type="application/json; charset=utf-8")
+
+    def not_found(self, request):
+        return self.error(404, "Object not found")
+
+    def method_not_allowed(self, request, allowed):
+        return self.not_found(request)  # the 2016 gorilla/mux has no 405
+
+    # -- configuration snapshot -------------------------------------------------------------------
+
+    def reload(self):
+        """Rebuild the proxy's view from etcd and open/close listeners to match."""
+        with self._config_lock:
+            revision, items = self.etcd.get_prefix(self.prefix + "/")
+            if revision < self._config.revision:
+                return  # a newer snapshot is already in place
+            self._config = self._parse(revision, items)
+            self._sync_listeners()
+
+    def _parse(self, revision, items):
+        config = _ProxyConfig(revision=revision)
+        base = len(self.prefix) + 1
+        frontends, servers = [], defaultdict(list)
+        for key, raw in sorted(items.items()):
+            parts = key[base:].split("/")
+            try:
+                value = json.loads(raw)
+                if parts[0] == "listeners" and len(parts) == 2:
+                    config.listeners[parts[1]] = self._listener_port(value)
+                elif parts[0] == "frontends" and parts[2:] == ["frontend"]:
+                    settings = _merged(FRONTEND_SETTINGS, value.get("Settings"))
+                    frontends.append(_Frontend(parts[1], Route(value["Route"]), value["BackendId"], settings["PassHostHeader"]))
+                elif parts[0] == "backends" and parts[2:3] == ["servers"] and len(parts) == 4:
+                    servers[parts[1]].append(value["URL"])
+                elif parts[0] == "backends" and parts[2:] == ["backend"]:
+                    timeouts = _merged(BACKEND_SETTINGS, value.get("Settings"))["Timeouts"]
+                    config.timeouts[parts[1]] = tuple(
+                        parse_duration(timeouts[name]) if timeouts[name] else DEFAULT_UPSTREAM_TIMEOUT for name in ("Dial", "Read")
+                    )
+            except (ValueError, KeyError, TypeError, RouteError) as err:
+                log.warning("vulcand: ignoring invalid %s: %s", key, err)
+        config.listeners = {k: v for k, v in config.listeners.items() if v is not None}
+        config.frontends = sorted(frontends, key=lambda f: (tuple(-n for n in f.route.specificity), f.id))
+        config.servers = {backend_id: urls for backend_id, urls in servers.items() if backend_id in config.timeouts}
+        return config
+
+    @staticmethod
+    def _listener_port(value):
+        """The loopback port to open for a stored listener, or None for the kinds not modelled."""
+        if value.get("Protocol") != "http" or value.get("Address", {}).get("Network") != "tcp":
+            log.warning("vulcand: listener %s is not plain http over tcp; not opened", value)
+            return None
+        return int(value["Address"]["Address"].rsplit(":", 1)[1])
+
+    def _sync_listeners(self):
+        wanted = self._config.listeners
+        for listener_id, listener in list(self._listeners.items()):
+            if wanted.get(listener_id) != listener.configured_port:
+                listener.stop()
+                del self._listeners[listener_id]
+        for listener_id, port in wanted.items():
+            if listener_id in self._listeners:
+                continue
+            try:
+                self._listeners[listener_id] = _Listener(self, port).start()
+            except OSError as err:
+                log.warning("vulcand: cannot listen on 127.0.0.1:%s for listener %s: %s", port, listener_id, err)
+
+    def _watch_loop(self):
+        while not self._stopping.is_set():
+            try:
+                with self._watch_lock:  # stop() must see, and close, every watch opened
+                    if self._stopping.is_set():
+                        break
+                    self._watch = self.etcd.watch_prefix(self.prefix + "/", self._config.revision + 1)
+                for _ in self._watch:
+                    self.reload()
+            except (EtcdError, OSError, http.client.HTTPException) as err:
+                log.debug("vulcand: etcd watch interrupted: %s", err)
+            self._stopping.wait(WATCH_RETRY_SECONDS)
+
+    # -- proxy ---------------------------------------------------------------------------------
+
+    def forward(self, request):
+        """Route ``request`` (received on a listener) and forward it to a backend server."""
+        config = self._config
+        target = RouteRequest(request.method, request.headers.get("Host") or "", request.path, request.headers)
+        frontend = next((f for f in config.frontends if f.route.matches(target)), None)
+        if frontend is None:
+            return text_response("Not Found", 404)
+        servers = config.servers.get(frontend.backend_id)
+        if not servers:
+            return text_response(http.client.responses[self.empty_backend_status], self.empty_backend_status)
+        with self._round_robin_lock:
+            turn = self._round_robin[frontend.backend_id]
+            self._round_robin[frontend.backend_id] = turn + 1
+        upstream = urllib.parse.urlsplit(servers[turn % len(servers)])
+        if not _is_loopback(upstream.hostname):
+            log.warning("vulcand: refusing to contact non-loopback server %s", upstream.geturl())
+            return text_response("Bad Gateway", 502)
+        dial_timeout, read_timeout = config.timeouts[frontend.backend_id]
+        return self._exchange(request, upstream, frontend.pass_host_header, dial_timeout, read_timeout)
+
+    @staticmethod
+    def _exchange(request, upstream, pass_host_header, dial_timeout, read_timeout):
+        headers = {name: value for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP}
+        if not pass_host_header:
+            headers["Host"] = upstream.netloc
+        headers["X-Forwarded-For"] = request.client[0]
+        headers["X-Forwarded-Host"] = request.headers.get("Host") or ""
+        headers["X-Forwarded-Proto"] = "http"
+        query = urllib.parse.urlencode(request.query, doseq=True)
+        connection = http.client.HTTPConnection(upstream.hostname, upstream.port or 80, timeout=dial_timeout)
+        try:
+            connection.connect()
+            connection.sock.settimeout(read_timeout)
+            connection.request(request.method, request.path + (f"?{query}" if query else ""), body=request.body or None, headers=headers)
+            reply = connection.getresponse()
+            body = reply.read()
+        except TimeoutError:
+            return text_response("Gateway Timeout", 504)
+        except (OSError, http.client.HTTPException):
+            return text_response("Bad Gateway", 502)
+        finally:
+            connection.close()
+        kept = {name: value for name, value in reply.getheaders() if name.lower() not in HOP_BY_HOP}
+        return Response(reply.status, body, kept)
