@@ -325,7 +325,8 @@ class Simulator:
         self._server = _Server((LOOPBACK, self.port), self)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"{self.name}-sim", daemon=True
+            # A short poll keeps stop() quick: shutdown() waits for the loop to notice.
+            target=self._server.serve_forever, args=(0.05,), name=f"{self.name}-sim", daemon=True
         )
         self._thread.start()
         return self

@@ -175,6 +175,8 @@ class ConsulSimulator(Simulator):
 
     def _reset_store(self):
         store = _Store()
+        # Indexes never go backwards, so watchers from before a reset still see news after it.
+        store.raft_index = self._store.raft_index if self._store else 0
         store.nodes[self.node_name] = {
             "ID": self.node_id,
             "Node": self.node_name,
@@ -617,7 +619,11 @@ class ConsulSimulator(Simulator):
         with self._changed:
             check = self._store.checks.get((self.node_name, check_id))
             if check is None:
-                return _error(404, f'Unknown check ID "{check_id}". Ensure that the check ID is passed, not the check name.')
+                return _error(
+                    404,
+                    f'Unknown check ID "{check_id}". Ensure that the check ID is passed, '
+                    "not the check name.",
+                )
             if not check.ttl:
                 return _error(500, f'CheckID "{check_id}" does not have associated TTL')
             check.ttl_deadline = self._clock() + check.ttl
@@ -1094,7 +1100,9 @@ def _validate_meta(meta):
     if not isinstance(meta, dict):
         raise Abort(_decode_error("Meta: expected an object"))
     if len(meta) > 64:
-        raise Abort(_error(400, "Invalid Service Meta: Node metadata cannot contain more than 64 key/value pairs"))
+        raise Abort(_error(
+            400, "Invalid Service Meta: Node metadata cannot contain more than 64 key/value pairs"
+        ))
     for key, value in meta.items():
         if not isinstance(value, str):
             raise Abort(_decode_error(f"Meta: value of {key!r} is not a string"))

@@ -112,7 +112,6 @@ def _route_path_error(path):
 
 
 TAGS = Field("set", elements=_string(check=_tag_error))
-PORT = _integer(between=(0, 65535))
 TIMEOUT = _integer(60000, between=(1, 2**31 - 2))
 COMMON = {"id": _string(), "created_at": _integer(), "updated_at": _integer(), "tags": TAGS}
 CREDENTIAL_COMMON = {"id": _string(), "created_at": _integer(), "tags": TAGS}  # never updated
@@ -350,17 +349,12 @@ def _lua(value):
     """Kong prints primary/unique keys as Lua tables: {name="x"}, keys sorted."""
     if isinstance(value, dict):
         return "{" + ",".join(f"{key}={_lua(value[key])}" for key in sorted(value)) + "}"
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return json.dumps(value)
-    return json.dumps(value)
+    return "null" if value is None else json.dumps(value)
 
 
 def _not_found_entity(key_fields):
-    what = "primary key" if "id" in key_fields else ""
-    where = f"{what} '{_lua(key_fields)}'" if what else f"'{_lua(key_fields)}'"
-    return _kong_error(404, 6, "not found", f"could not find the entity with {where}", fields=key_fields)
+    key = f"primary key '{_lua(key_fields)}'" if "id" in key_fields else f"'{_lua(key_fields)}'"
+    return _kong_error(404, 6, "not found", f"could not find the entity with {key}", fields=key_fields)
 
 
 # -- body decoding ---------------------------------------------------------------------------------
@@ -712,7 +706,8 @@ class KongSimulator(Simulator):
             body = self._expand_url(body)
         if scope.foreign_key:
             body[scope.foreign_key] = {"id": scope.parent_id}
-        body.pop("created_at", None), body.pop("updated_at", None)
+        for server_field in ("created_at", "updated_at"):
+            body.pop(server_field, None)
 
         errors = _validate_fields(body, schema.fields)
         if existing is None or replace:
@@ -731,11 +726,11 @@ class KongSimulator(Simulator):
         entity["id"] = entity.get("id") or str(uuid.uuid4())
         if body.get("id") and not UUID_PATTERN.match(str(body["id"])):
             errors["id"] = "expected a valid UUID"
-        now = int(time.time())
-        entity["created_at"] = entity.get("created_at") or (
-            time.time() if schema.name == "targets" else now)
+        # Targets carry millisecond timestamps (floats), everything else whole seconds.
+        now = round(time.time(), 3) if schema.name == "targets" else int(time.time())
+        entity["created_at"] = entity.get("created_at") or now
         if "updated_at" in schema.fields:
-            entity["updated_at"] = time.time() if schema.name == "targets" else now
+            entity["updated_at"] = now
 
         errors = _missing_fields(entity, schema.fields) | errors
         errors.update(self._entity_errors(schema, entity, from_form, errors))
@@ -782,7 +777,8 @@ class KongSimulator(Simulator):
                 if "https" in protocols:
                     criteria.append("snis")
                     label = "https"
-                if not any(entity.get(name) for name in criteria):
+                # Like Kong, skip a cross-field check when one of its fields is already wrong.
+                if not any(entity.get(name) for name in criteria) and not errors.keys() & set(criteria):
                     listed = ", ".join(f"'{name}'" for name in criteria)
                     found["@entity"] = [f"must set one of {listed} when 'protocols' is '{label}'"]
             if entity.get("headers") and "host" in {h.lower() for h in entity["headers"]}:
@@ -875,7 +871,8 @@ class KongSimulator(Simulator):
         offset = request.arg("offset")
         tags = request.arg("tags")
         if tag_filter and request.has_arg("tags"):
-            rows = [row for row in rows if _tags_match(row.get("tags") or [], _parse_tags(tags))]
+            wanted = _parse_tags(tags)
+            rows = [row for row in rows if _tags_match(row.get("tags") or [], wanted)]
         rows = sorted(rows, key=lambda row: row.get("id") or row.get("entity_id"))
         start = 0
         if offset is not None:

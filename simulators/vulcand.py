@@ -28,17 +28,22 @@ import urllib.parse
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from simulators.base import Abort, BodyError, Response, Simulator, json_response, route, text_response
+from simulators.base import (
+    Abort,
+    BodyError,
+    Simulator,
+    UpstreamError,
+    forward,
+    json_response,
+    route,
+    text_response,
+)
 from simulators.etcd import EtcdClient, EtcdError, EtcdServer
 from simulators.routing import Route, RouteError, RouteRequest
 
 log = logging.getLogger(__name__)
 
 ID = r"(?P<{}>[^/]+)"
-HOP_BY_HOP = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade", "content-length",
-}
 MIDDLEWARE_TYPES = {"ratelimit", "connlimit", "rewrite", "cbreaker", "trace"}
 DEFAULT_UPSTREAM_TIMEOUT = 30.0
 WATCH_RETRY_SECONDS = 0.2
@@ -620,25 +625,15 @@ class VulcandSimulator(Simulator):
 
     @staticmethod
     def _exchange(request, upstream, pass_host_header, dial_timeout, read_timeout):
-        headers = {name: value for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP}
+        headers = dict(request.headers)
         if not pass_host_header:
             headers["Host"] = upstream.netloc
         headers["X-Forwarded-For"] = request.client[0]
         headers["X-Forwarded-Host"] = request.headers.get("Host") or ""
         headers["X-Forwarded-Proto"] = "http"
         query = urllib.parse.urlencode(request.query, doseq=True)
-        connection = http.client.HTTPConnection(upstream.hostname, upstream.port or 80, timeout=dial_timeout)
+        target = request.path + (f"?{query}" if query else "")
         try:
-            connection.connect()
-            connection.sock.settimeout(read_timeout)
-            connection.request(request.method, request.path + (f"?{query}" if query else ""), body=request.body or None, headers=headers)
-            reply = connection.getresponse()
-            body = reply.read()
-        except TimeoutError:
-            return text_response("Gateway Timeout", 504)
-        except (OSError, http.client.HTTPException):
-            return text_response("Bad Gateway", 502)
-        finally:
-            connection.close()
-        kept = {name: value for name, value in reply.getheaders() if name.lower() not in HOP_BY_HOP}
-        return Response(reply.status, body, kept)
+            return forward(request, upstream.hostname, upstream.port or 80, target, headers, dial_timeout, read_timeout)
+        except UpstreamError as err:
+            return text_response("Gateway Timeout", 504) if err.timed_out else text_response("Bad Gateway", 502)

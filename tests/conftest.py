@@ -46,6 +46,15 @@ def repo_paths(extra_pillar_dir):
     }
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """Bind salt-factories' log server to loopback (its default is every interface); it
+    starts at session start, after every plugin is configured."""
+    log_server = config.pluginmanager.get_plugin("saltfactories-log-server")
+    if log_server is not None:
+        log_server.log_host = "127.0.0.1"
+
+
 def pytest_unconfigure(config):
     """Drop the records Salt's deferred log handler still holds: its atexit flush would write
     them to pytest's stderr capture after it closed, burying the summary in tracebacks."""
@@ -64,7 +73,6 @@ def salt_factories_config(tmp_path_factory):
         "root_dir": str(tmp_path_factory.mktemp("salt")),
         "code_dir": str(REPO_ROOT),
         "inject_sitecustomize": False,
-        "log_server_host": "127.0.0.1",
         "start_timeout": 120 if os.environ.get("CI") else 60,
     }
 

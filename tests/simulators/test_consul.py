@@ -75,7 +75,8 @@ def register(api, **service):
         ({"Name": "web", "Address": "0.0.0.0"}, "Invalid service address"),
         ({"Name": "web", "Address": "::"}, "Invalid service address"),
         ({"Name": "web", "Meta": {"bad key": "v"}}, "Invalid Service Meta: Key contains invalid characters: bad key"),
-        ({"Name": "web", "Meta": {"consul-x": "v"}}, "Invalid Service Meta: Key prefix 'consul-' is reserved for internal use: consul-x"),
+        ({"Name": "web", "Meta": {"consul-x": "v"}},
+         "Invalid Service Meta: Key prefix 'consul-' is reserved for internal use: consul-x"),
         ({"Name": "web", "Weights": {"Passing": 0}}, "Invalid Weights: Passing must be greater than 0"),
         ({"Name": "web", "Check": {"HTTP": "http://127.0.0.1/", "Interval": "10s", "TTL": "10s"}},
          "Invalid check: Interval and TTL cannot both be specified"),
@@ -170,7 +171,8 @@ def test_reregister_keeps_check_status_and_replace_existing_checks_drops_others(
     register(api, Name="web", Checks=[{"CheckID": "a", "TTL": "30s"}])
     checks = api("GET", "/v1/agent/checks").json()
     assert {k: v["Status"] for k, v in checks.items()} == {"a": "passing", "b": "critical"}
-    reply = api("PUT", "/v1/agent/service/register?replace-existing-checks", {"Name": "web", "Check": {"CheckID": "a", "TTL": "30s"}})
+    definition = {"Name": "web", "Check": {"CheckID": "a", "TTL": "30s"}}
+    reply = api("PUT", "/v1/agent/service/register?replace-existing-checks", definition)
     assert reply.status_code == 200
     assert list(api("GET", "/v1/agent/checks").json()) == ["a"]
 
