@@ -1,0 +1,7 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+{#- Base system of every node: tools, time sync, hostname, sysctls, firewall policy. #}
+include:
+  - .install
+  - .config
+  - .service

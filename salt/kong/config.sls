@@ -1,0 +1,24 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+{%- from tpldir ~ "/map.jinja" import kong with context %}
+
+Kong is configured:
+  file.managed:
+    - name: {{ kong.lookup.config_file }}
+    - source: salt://{{ tpldir }}/files/kong.conf.jinja
+    - template: jinja
+    - makedirs: True
+    - mode: '0600'
+    - context:
+        config: {{ kong.kong_conf | json }}
+
+Kong unit is installed:
+  file.managed:
+    - name: {{ kong.lookup.unit_file }}
+    - source: salt://{{ tpldir }}/files/kong.service.jinja
+    - template: jinja
+    - mode: '0644'
+    - context:
+        binary: {{ kong.lookup.binary }}
+        config_file: {{ kong.lookup.config_file }}
+        limit_nofile: {{ kong.limit_nofile }}

@@ -1,0 +1,20 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+{%- from tpldir ~ "/map.jinja" import postgresql with context %}
+
+include:
+  - {{ tpldir }}.install
+
+PostgreSQL client authentication is configured:
+  file.managed:
+    - name: {{ postgresql.lookup.data_dir }}/pg_hba.conf
+    - user: postgres
+    - group: postgres
+    - mode: '0600'
+    - contents: |
+        # Managed by Salt (postgresql formula, pillar postgresql:hba).
+{%- for entry in postgresql.hba %}
+        {{ entry | select | join(' ') }}
+{%- endfor %}
+    - require:
+      - cmd: PostgreSQL cluster is initialised

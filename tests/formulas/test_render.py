@@ -1,0 +1,155 @@
+"""Every node of both cloud maps renders on CentOS 7 and EL9, and carries what its role runs."""
+
+import pytest
+
+from tests.formulas.conftest import state_args
+
+FORMULAS_BY_ROLE = {
+    "master": {"docker", "weave", "zookeeper", "mesos.master", "marathon", "etcd", "vulcand"},
+    "slave": {"docker", "weave", "mesos.agent"},
+    "kong": {"postgresql", "kong"},
+}
+EVERY_NODE = {"base", "dnsmasq", "consul"}
+
+
+def formulas_of(highstate):
+    """Top-level formula names ("mesos.master", "consul") of the rendered states."""
+    names = set()
+    for state in highstate.values():
+        sls = state["__sls__"].rsplit(".", 1)[0]
+        names.add(sls if sls.startswith("mesos.") or sls == "mesos" else sls.split(".")[0])
+    return names - {"mesos"}
+
+
+
+
+@pytest.fixture(scope="module")
+def by_role(rendered, cluster_nodes):
+    """[(node, highstate)] per role."""
+    grouped = {}
+    for key, highstate in rendered.items():
+        node = cluster_nodes[key]
+        for role in node.roles:
+            grouped.setdefault(role, []).append((node, key, highstate))
+    return grouped
+
+
+def test_every_node_runs_its_roles_formulas(rendered, cluster_nodes):
+    for key, highstate in rendered.items():
+        expected = set(EVERY_NODE)
+        for role in cluster_nodes[key].roles:
+            expected |= FORMULAS_BY_ROLE[role]
+        assert formulas_of(highstate) == expected, key
+
+
+def test_consul_servers_expect_every_master(by_role, cluster_nodes):
+    for node, key, highstate in by_role["master"]:
+        masters = sorted(n.address for k, n in cluster_nodes.items() if k[:2] == key[:2] and "master" in n.roles)
+        config = state_args(highstate, "Consul agent is configured")["dataset"]
+        assert config["server"] is True
+        assert config["bootstrap_expect"] == len(masters)
+        assert sorted(config["retry_join"]) == masters
+        assert config["acl"]["enabled"] is True and config["acl"]["default_policy"] == "deny"
+        assert config["acl"]["tokens"]["initial_management"]
+        assert config["encrypt"]
+        assert config["client_addr"] == f"127.0.0.1 {node.address}"
+        assert config["enable_script_checks"] is False
+        services = {
+            state_args(highstate, sid)["dataset"]["service"]["name"]: state_args(highstate, sid)
+            for sid in highstate
+            if sid.startswith("Consul service ")
+        }
+        assert set(services) == {"mesos", "marathon", "zookeeper", "vulcand"}
+        mesos_check = services["mesos"]["dataset"]["service"]["checks"][0]
+        assert mesos_check["http"] == f"http://{node.address}:5050/health"
+        assert services["zookeeper"]["dataset"]["service"]["checks"][0]["tcp"] == f"{node.address}:2181"
+
+
+def test_consul_agents_join_the_masters(by_role):
+    for node, key, highstate in by_role["slave"] + by_role["kong"]:
+        config = state_args(highstate, "Consul agent is configured")["dataset"]
+        assert config["server"] is False
+        assert "bootstrap_expect" not in config
+        assert "initial_management" not in config["acl"]["tokens"]
+        assert config["retry_join"] and node.address not in config["retry_join"]
+        assert config["leave_on_terminate"] is True
+
+
+def test_kong_registers_itself_in_consul(by_role):
+    for node, key, highstate in by_role["kong"]:
+        service = state_args(highstate, "Consul service kong is defined")["dataset"]["service"]
+        assert service["port"] == 8001 and service["address"] == node.address
+        assert service["checks"][0]["http"] == f"http://{node.address}:8001/status"
+
+
+def test_quorum_and_ensemble_follow_the_number_of_masters(by_role, cluster_nodes):
+    for node, key, highstate in by_role["master"]:
+        masters = [n for k, n in cluster_nodes.items() if k[:2] == key[:2] and "master" in n.roles]
+        mesos = state_args(highstate, "Mesos master is configured")["context"]["environment"]
+        assert mesos["MESOS_QUORUM"] == len(masters) // 2 + 1
+        assert mesos["MESOS_ZK"].count(":2181") == len(masters)
+        zoo_cfg = state_args(highstate, "ZooKeeper is configured")["context"]["config"]
+        servers = {k: v for k, v in zoo_cfg.items() if k.startswith("server.")}
+        assert sorted(servers) == [f"server.{i}" for i in range(1, len(masters) + 1)]
+        assert f"{node.address}:2888:3888" in servers.values()
+        myid = state_args(highstate, "ZooKeeper knows its id")["contents"]
+        assert servers[f"server.{myid}"] == f"{node.address}:2888:3888"
+        etcd = state_args(highstate, "etcd is configured")["dataset"]
+        assert len(etcd["initial-cluster"].split(",")) == len(masters)
+        assert etcd["name"] == node.name
+
+
+def test_mesos_agent_runs_containers_through_weave(by_role):
+    for node, key, highstate in by_role["slave"]:
+        agent = state_args(highstate, "Mesos agent is configured")["context"]["environment"]
+        assert agent["MESOS_RESOURCES"] == "ports(*):[50000-60000]"
+        assert agent["MESOS_CONTAINERIZERS"] == "docker,mesos"
+        assert agent["MESOS_DOCKER_SOCKET"] == "/var/run/weave/weave.sock"
+        assert agent["MESOS_EXECUTOR_REGISTRATION_TIMEOUT"] == "10mins"
+        assert agent["MESOS_IP"] == agent["MESOS_ADVERTISE_IP"] == node.address
+        assert agent["MESOS_MASTER"].startswith("zk://") and agent["MESOS_MASTER"].endswith("/mesos")
+        peers = state_args(highstate, "Weave peers are configured")["context"]["environment"]
+        assert peers["PEERS"] and node.address not in peers["PEERS"]
+
+
+def test_dnsmasq_forwards_the_consul_domain(rendered, cluster_nodes):
+    for key, highstate in rendered.items():
+        context = state_args(highstate, "dnsmasq forwards the consul domain")["context"]
+        assert (context["consul_domain"], context["consul_dns"]) == ("consul", "127.0.0.1#8600")
+        guard = state_args(highstate, "dnsmasq stays first across DHCP renewals")["name"]
+        expected = "dhclient.conf" if key[1] == "centos7" else "NetworkManager"
+        assert expected in guard, key
+
+
+def test_docker_resolves_through_the_host(by_role):
+    for node, key, highstate in by_role["slave"]:
+        daemon = state_args(highstate, "Docker daemon is configured")["dataset"]
+        assert daemon == {"dns": [node.address], "dns-search": ["service.consul"]}
+        version = state_args(highstate, "Docker is installed")["version"]
+        assert version.startswith("26.1" if key[1] == "centos7" else "27.")
+
+
+def test_only_kongs_proxy_listens_on_every_interface(rendered):
+    for key, highstate in rendered.items():
+        wildcard = [
+            sid
+            for sid in highstate
+            if "0.0.0.0" in str(state_args(highstate, sid))
+        ]
+        assert wildcard == (["Kong is configured"] if "Kong is configured" in highstate else []), key
+
+
+def test_kong_admin_api_is_private(by_role):
+    for node, key, highstate in by_role["kong"]:
+        config = state_args(highstate, "Kong is configured")["context"]["config"]
+        assert config["admin_listen"] == f"{node.address}:8001"
+        assert config["proxy_listen"].startswith("0.0.0.0:8000")
+        assert config["database"] == "postgres" and config["pg_host"] == "127.0.0.1"
+
+
+def test_downloads_are_pinned_with_a_hash(rendered):
+    for key, highstate in rendered.items():
+        for sid in highstate:
+            args = state_args(highstate, sid)
+            if str(args.get("source", "")).startswith("http"):
+                assert args.get("source_hash"), (key, sid)
