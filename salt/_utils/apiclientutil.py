@@ -1,0 +1,188 @@
+"""
+Thin clients of the platform APIs, one per system, on top of :mod:`httpclientutil`.
+
+Each client knows its API's paths, wrappers and paging, and nothing about registrations:
+
+- :class:`ConsulAPI`: the agent's services (``/v1/agent/...``), with the ACL token header.
+- :class:`KongAPI`: any Kong 3.x entity collection, listed through every page, upserted with PUT
+  by endpoint key, deleted idempotently.
+- :class:`VulcandAPI`: vulcand v2 hosts, backends, servers, frontends and listeners (upserts are
+  POSTs by id, so they are safe to retry).
+- :class:`MarathonAPI`: apps with their tasks.
+
+Errors are :mod:`httpclientutil` errors; ``get_*`` methods raise
+:class:`httpclientutil.NotFoundError` for a missing object, ``delete_*`` methods return whether
+something was deleted.
+"""
+
+import urllib.parse
+
+from httpclientutil import HTTPClient, NotFoundError
+
+KONG_PAGE_SIZE = 1000  # Kong's maximum: a few hundred services cost one request
+
+# vulcand's collections: path segment -> (wrapper key of one object, key of a list)
+VULCAND_COLLECTIONS = {
+    "hosts": ("Host", "Hosts"),
+    "backends": ("Backend", "Backends"),
+    "frontends": ("Frontend", "Frontends"),
+    "listeners": ("Listener", "Listeners"),
+}
+
+
+def quote(segment):
+    """One path segment, percent-encoded (ids may contain ``/``, as Marathon's do)."""
+    return urllib.parse.quote(str(segment), safe="")
+
+
+class ConsulAPI:
+    """The Consul agent HTTP API (services registered on the agent the URL reaches)."""
+
+    system = "consul"
+
+    def __init__(self, url, token="", **client_options):
+        headers = {"X-Consul-Token": token} if token else {}
+        self.http = HTTPClient(self.system, url, headers=headers, **client_options)
+
+    def list_services(self):
+        """``{service_id: definition}`` of every service on the agent."""
+        return self.http.get("/v1/agent/services") or {}
+
+    def get_service(self, service_id):
+        return self.http.get(f"/v1/agent/service/{quote(service_id)}")
+
+    def register_service(self, definition):
+        """Upsert a service definition (``ID`` defaults to ``Name``)."""
+        self.http.put("/v1/agent/service/register", json=definition)
+
+    def deregister_service(self, service_id):
+        try:
+            self.http.put(f"/v1/agent/service/deregister/{quote(service_id)}")
+        except NotFoundError:
+            return False
+        return True
+
+
+class KongAPI:
+    """The Kong 3.x Admin API."""
+
+    system = "kong"
+
+    def __init__(self, url, **client_options):
+        self.http = HTTPClient(self.system, url, **client_options)
+
+    def list(self, collection, tags=None):
+        """Every entity of ``collection`` (e.g. ``services``, ``services/web/routes``).
+
+        :param tags: Kong's tag filter (``a,b`` all of, ``a/b`` any of)
+        """
+        params = {"size": KONG_PAGE_SIZE}
+        if tags:
+            params["tags"] = tags
+        path, entities = f"/{collection}", []
+        while path:
+            page = self.http.get(path, params=params)
+            entities.extend(page.get("data") or [])
+            # `next` is a path that already carries offset, size and tags.
+            path, params = page.get("next"), None
+        return entities
+
+    def get(self, collection, key):
+        return self.http.get(f"/{collection}/{quote(key)}")
+
+    def upsert(self, collection, key, entity):
+        """Create or wholesale replace the entity ``key`` (its name, or id) with PUT."""
+        return self.http.put(f"/{collection}/{quote(key)}", json=entity)
+
+    def create(self, collection, entity):
+        """POST a new entity (for entities without an endpoint key, such as credentials)."""
+        return self.http.post(f"/{collection}", json=entity)
+
+    def delete(self, collection, key):
+        """Delete ``key``; Kong answers 204 whether it existed or not."""
+        self.http.delete(f"/{collection}/{quote(key)}")
+
+
+class VulcandAPI:
+    """The vulcand v2 API."""
+
+    system = "vulcand"
+
+    def __init__(self, url, **client_options):
+        self.http = HTTPClient(self.system, url, **client_options)
+
+    def list(self, collection):
+        """Every object of ``collection``: ``hosts``, ``backends``, ``frontends``, ``listeners``."""
+        _, list_key = VULCAND_COLLECTIONS[collection]
+        return (self.http.get(f"/v2/{collection}") or {}).get(list_key) or []
+
+    def get(self, collection, key):
+        return self.http.get(f"/v2/{collection}/{quote(key)}")
+
+    def upsert(self, collection, entity):
+        """Create or replace an object by its ``Id`` (hosts: ``Name``)."""
+        wrapper, _ = VULCAND_COLLECTIONS[collection]
+        return self.http.post(f"/v2/{collection}", json={wrapper: entity}, idempotent=True)
+
+    def delete(self, collection, key):
+        return self._delete(f"/v2/{collection}/{quote(key)}")
+
+    def list_servers(self, backend_id):
+        path = f"/v2/backends/{quote(backend_id)}/servers"
+        return (self.http.get(path) or {}).get("Servers") or []
+
+    def upsert_server(self, backend_id, server):
+        path = f"/v2/backends/{quote(backend_id)}/servers"
+        return self.http.post(path, json={"Server": server}, idempotent=True)
+
+    def delete_server(self, backend_id, server_id):
+        return self._delete(f"/v2/backends/{quote(backend_id)}/servers/{quote(server_id)}")
+
+    def _delete(self, path):
+        try:
+            self.http.delete(path)
+        except NotFoundError:
+            return False
+        return True
+
+
+class MarathonAPI:
+    """The Marathon v2 REST API (apps and their tasks)."""
+
+    system = "marathon"
+
+    def __init__(self, url, **client_options):
+        self.http = HTTPClient(self.system, url, **client_options)
+
+    def list_apps(self, label=None, embed_tasks=True):
+        """Every app, with its ``tasks`` when ``embed_tasks``.
+
+        :param label: Marathon's label selector, e.g. ``registry.service`` or ``env==prod``
+        """
+        params = {}
+        if embed_tasks:
+            params["embed"] = "apps.tasks"
+        if label:
+            params["label"] = label
+        return (self.http.get("/v2/apps", params=params) or {}).get("apps") or []
+
+    def get_app(self, app_id):
+        """One app; Marathon always embeds its tasks."""
+        return self.http.get(f"/v2/apps/{_app_path(app_id)}")["app"]
+
+    def upsert_app(self, app_id, definition):
+        """Create or update an app (PUT); returns Marathon's deployment reference."""
+        return self.http.put(f"/v2/apps/{_app_path(app_id)}", json=definition)
+
+    def delete_app(self, app_id):
+        try:
+            self.http.delete(f"/v2/apps/{_app_path(app_id)}")
+        except NotFoundError:
+            return False
+        return True
+
+
+def _app_path(app_id):
+    # Marathon app ids are paths: keep their "/" separators, encode everything else.
+    return "/".join(quote(segment) for segment in str(app_id).strip("/").split("/"))
+

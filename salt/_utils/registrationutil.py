@@ -1,0 +1,938 @@
+"""
+The registration core: facts -> plan -> apply, for Consul, vulcand and Kong.
+
+The ``microservice`` states, the ``microservice`` execution module and the Marathon engine are
+three front doors to this module; none of them talks to a registry API itself.
+
+Stable API (the Marathon engine builds on it)
+=============================================
+
+``Owner(cluster, source)``
+    Who registers: the cluster identity (pillar ``platform:cluster``) and the source, ``pillar``
+    for the ``services`` state and ``microservice.*`` functions, ``marathon`` for the engine.
+    Objects carry this mark and are only ever changed or deleted by the same owner.
+
+``Instance(address, port)`` and ``ServiceSpec(name, port, domain, instances, gateway)``
+    What one service should look like. ``instances`` maps instance ids to ``Instance`` (or
+    ``(address, port)`` tuples); ``gateway`` says whether Kong exposes it. Invalid input raises
+    :class:`~salt.exceptions.SaltInvocationError` when the spec is built, before anything is
+    written.
+
+``Registries.from_config(config_get)``
+    The API clients, built from ``config_get(key, default)`` (``config.get`` in Salt: minion
+    config, then pillar) with the keys under ``platform:`` (see :data:`SETTINGS`).
+
+``read_snapshot(registries, owner, names=None) -> Snapshot``
+    The facts: one listing per object type (Consul services; vulcand hosts, backends, frontends,
+    listeners; Kong services, routes), plus the servers of each owned backend (vulcand has no
+    bulk listing; read concurrently, and only for ``names`` when given). For a single name, its
+    objects are read by name instead, so one service costs the same however many exist.
+
+``plan(desired, snapshot, owner, prune_instances=True) -> Plan``
+    A pure diff. ``desired`` is ``{name: ServiceSpec or None}``; None means absent. Only owned
+    objects of the names in ``desired`` are touched; a name held by someone else is reported
+    in ``Plan.conflicts`` and that service is left out of the plan. With
+    ``prune_instances=False`` servers missing from a spec are kept.
+
+``apply(plan, registries, max_workers=8) -> ApplyResult``
+    The writes, concurrently across independent objects and in dependency order within a
+    service (Consul first on create so ownership is claimed, last on delete; vulcand backend
+    before its servers and frontend; Kong service before route). A failure stops the steps that
+    depend on it; ``ApplyResult`` tells what was done, what failed and what was skipped.
+
+``converge(registries, owner, desired, ...) -> Outcome``
+    read, plan, (apply unless ``test``), verify: what the states and execution functions run.
+
+``Plan.changes()`` / ``ApplyResult.changes()``
+    Salt ``changes``: ``{service: {"<system> <kind> <id>": {"old": ..., "new": ...}}}``, the
+    same shape in test mode and when applied.
+
+What gets registered for a service ``web`` on port 10000 in domain ``service.consul``
+====================================================================================
+
+- Consul: service ``web`` (ID = name) on port 10000, ``Meta`` carrying the owner mark; it
+  points at the agent's node, where vulcand runs.
+- vulcand: host ``web.service.consul``; backend ``web``; one server per instance
+  (``http://<address>:<port>``, id = instance id); frontend ``web`` routing
+  ``Host("web.service.consul") && PathRegexp("/.*")`` to it; listener ``web`` on
+  ``0.0.0.0:10000``. vulcand objects have no metadata: they belong to whoever owns the Consul
+  service of the same name, which is written first and deleted last.
+- Kong (when ``gateway``): service ``web`` -> ``http://vulcand.service.consul:10000`` and route
+  ``web`` for host ``web.service.consul`` with ``preserve_host``, both tagged with the owner.
+"""
+
+import concurrent.futures
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import marathonutil
+from apiclientutil import ConsulAPI, KongAPI, MarathonAPI, VulcandAPI
+from httpclientutil import NotFoundError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+DEFAULT_DOMAIN = "service.consul"
+DEFAULT_CLUSTER = "showcase"
+DEFAULT_MAX_WORKERS = 8
+# Reading one service's objects by name costs as many requests as listing every object type,
+# but its cost does not grow with everything else registered; for more names, listing wins.
+SCOPED_READ_MAX = 1
+
+# Connection settings read with config.get: key -> default.
+SETTINGS = {
+    "platform:domain": DEFAULT_DOMAIN,
+    "platform:cluster": DEFAULT_CLUSTER,
+    "platform:consul:url": "http://consul.service.consul:8500",
+    "platform:consul:token": "",
+    "platform:vulcand:url": "http://vulcand.service.consul:8182",
+    "platform:kong:admin_url": "http://kong.service.consul:8001",
+    "platform:marathon:url": "http://marathon.service.consul:8080",
+}
+
+MANAGED_BY = "salt"
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# Instance ids become vulcand server ids (etcd key segments): no "/" and nothing exotic.
+_INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,253}$")
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+def _check(condition, message):
+    if not condition:
+        raise SaltInvocationError(message)
+
+
+def validate_name(name, what="service name"):
+    _check(
+        isinstance(name, str) and _DNS_LABEL.match(name),
+        f"invalid {what} {name!r}: expected a DNS label (a-z, 0-9, '-', at most 63 characters)",
+    )
+    return name
+
+
+def validate_domain(domain):
+    _check(
+        isinstance(domain, str)
+        and len(domain) <= 253
+        and all(_DNS_LABEL.match(label) for label in domain.split(".")),
+        f"invalid domain {domain!r}: expected dot-separated DNS labels",
+    )
+    return domain
+
+
+def validate_port(port, what="port"):
+    _check(
+        isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535,
+        f"invalid {what} {port!r}: expected an integer from 1 to 65535",
+    )
+    return port
+
+
+def validate_address(address, what="address"):
+    """An IP address (not unspecified) or a host name."""
+    _check(isinstance(address, str) and address, f"invalid {what} {address!r}: empty")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        _check(
+            len(address) <= 253
+            and all(_HOST_LABEL.match(label) for label in address.rstrip(".").split(".")),
+            f"invalid {what} {address!r}: expected an IP address or a host name",
+        )
+        return address
+    _check(not ip.is_unspecified, f"invalid {what} {address!r}: not a routable address")
+    return address
+
+
+# -- desired state ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The mark on every object a registration front door creates: cluster + source."""
+
+    cluster: str
+    source: str
+
+    def __post_init__(self):
+        validate_name(self.cluster, "cluster identity")
+        validate_name(self.source, "registration source")
+
+    def __str__(self):
+        return f"{self.cluster}/{self.source}"
+
+    @property
+    def consul_meta(self):
+        return {"managed-by": MANAGED_BY, "cluster": self.cluster, "source": self.source}
+
+    @property
+    def kong_tags(self):
+        return sorted([f"managed-by:{MANAGED_BY}", f"cluster:{self.cluster}",
+                       f"source:{self.source}"])
+
+    def owns_consul_service(self, service):
+        meta = service.get("Meta") or {}
+        return all(meta.get(key) == value for key, value in self.consul_meta.items())
+
+    def owns_kong_entity(self, entity):
+        return set(self.kong_tags) <= set(entity.get("tags") or ())
+
+
+def describe_consul_owner(service):
+    """Who registered a Consul service, in words, for conflict messages."""
+    meta = service.get("Meta") or {}
+    if meta.get("managed-by") == MANAGED_BY:
+        return f"registered by {meta.get('cluster')}/{meta.get('source')}"
+    return "not registered by Salt"
+
+
+def describe_kong_owner(entity):
+    tags = dict(tag.split(":", 1) for tag in entity.get("tags") or () if ":" in tag)
+    if tags.get("managed-by") == MANAGED_BY:
+        return f"registered by {tags.get('cluster')}/{tags.get('source')}"
+    return "not registered by Salt"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One instance of a service: where vulcand sends its share of the traffic."""
+
+    address: str
+    port: int
+
+    @property
+    def url(self):
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What one service should look like in the registries; validated when built."""
+
+    name: str
+    port: int
+    domain: str = DEFAULT_DOMAIN
+    instances: dict = field(default_factory=dict)
+    gateway: bool = True
+
+    def __post_init__(self):
+        validate_name(self.name)
+        validate_port(self.port, f"port of service {self.name!r}")
+        validate_domain(self.domain)
+        what = f"of service {self.name!r}"
+        _check(isinstance(self.gateway, bool),
+               f"invalid gateway flag {self.gateway!r} {what}: expected a boolean")
+        _check(isinstance(self.instances, dict),
+               f"invalid instances {what}: expected a mapping id -> (address, port)")
+        instances = {}
+        for instance_id, instance in self.instances.items():
+            what = f"instance {instance_id!r} of service {self.name!r}"
+            _check(isinstance(instance_id, str) and _INSTANCE_ID.match(instance_id),
+                   f"invalid {what}: ids are letters, digits, '.', '_' and '-'")
+            if not isinstance(instance, Instance):
+                _check(isinstance(instance, (tuple, list)) and len(instance) == 2,
+                       f"invalid {what}: expected (address, port)")
+                instance = Instance(*instance)
+            validate_address(instance.address, f"address of {what}")
+            validate_port(instance.port, f"port of {what}")
+            instances[instance_id] = instance
+        object.__setattr__(self, "instances", instances)
+
+    @property
+    def fqdn(self):
+        return f"{self.name}.{self.domain}"
+
+
+# -- registry objects -------------------------------------------------------------------------
+
+
+class Kind(NamedTuple):
+    system: str
+    kind: str
+
+    def __str__(self):
+        return f"{self.system} {self.kind}"
+
+
+CONSUL_SERVICE = Kind("consul", "service")
+VULCAND_HOST = Kind("vulcand", "host")
+VULCAND_BACKEND = Kind("vulcand", "backend")
+VULCAND_SERVER = Kind("vulcand", "server")
+VULCAND_FRONTEND = Kind("vulcand", "frontend")
+VULCAND_LISTENER = Kind("vulcand", "listener")
+KONG_SERVICE = Kind("kong", "service")
+KONG_ROUTE = Kind("kong", "route")
+
+# What each kind needs to exist first. Creation follows it; deletion runs it backwards. Consul
+# is everyone's ancestor: it carries the ownership of the vulcand objects.
+PARENTS = {
+    CONSUL_SERVICE: (),
+    VULCAND_BACKEND: (CONSUL_SERVICE,),
+    VULCAND_SERVER: (VULCAND_BACKEND,),
+    VULCAND_FRONTEND: (VULCAND_BACKEND,),
+    # A host is known as ours through the frontend naming it (hosts carry no other link).
+    VULCAND_HOST: (VULCAND_FRONTEND,),
+    VULCAND_LISTENER: (CONSUL_SERVICE,),
+    KONG_SERVICE: (VULCAND_FRONTEND, VULCAND_LISTENER),  # expose only a routable service
+    KONG_ROUTE: (KONG_SERVICE,),
+}
+KIND_ORDER = list(PARENTS)
+
+
+def _ancestors(kind):
+    found = set()
+    for parent in PARENTS[kind]:
+        found |= {parent} | _ancestors(parent)
+    return found
+
+
+ANCESTORS = {kind: frozenset(_ancestors(kind)) for kind in PARENTS}
+
+
+class Ref(NamedTuple):
+    """One object in a registry: its kind, the service it belongs to, and its id there."""
+
+    kind: Kind
+    service: str
+    key: str
+
+    def __str__(self):
+        if self.kind == VULCAND_SERVER:
+            return f"{self.kind} {self.service}/{self.key}"
+        return f"{self.kind} {self.key}"
+
+
+def _frontend_route(fqdn):
+    return f'Host("{fqdn}") && PathRegexp("/.*")'
+
+
+def desired_objects(spec, owner):
+    """``{Ref: comparable body}`` of everything ``spec`` registers.
+
+    The bodies hold exactly the fields the project manages, in the shape :func:`read_snapshot`
+    projects the registries' objects to, so that equal means "nothing to do".
+    """
+    name = spec.name
+    objects = {
+        Ref(CONSUL_SERVICE, name, name): {
+            "Name": name, "Port": spec.port, "Tags": [], "Meta": owner.consul_meta,
+        },
+        Ref(VULCAND_HOST, name, spec.fqdn): {"Name": spec.fqdn},
+        Ref(VULCAND_BACKEND, name, name): {"Type": "http"},
+        Ref(VULCAND_FRONTEND, name, name): {
+            "Type": "http", "BackendId": name, "Route": _frontend_route(spec.fqdn),
+            "Hostname": spec.fqdn,
+        },
+        Ref(VULCAND_LISTENER, name, name): {
+            "Protocol": "http", "Address": f"tcp://0.0.0.0:{spec.port}",
+        },
+    }
+    for instance_id, instance in spec.instances.items():
+        objects[Ref(VULCAND_SERVER, name, instance_id)] = {"URL": instance.url}
+    if spec.gateway:
+        objects[Ref(KONG_SERVICE, name, name)] = {
+            "protocol": "http", "host": f"vulcand.{spec.domain}", "port": spec.port,
+            "path": None, "tags": owner.kong_tags,
+        }
+        objects[Ref(KONG_ROUTE, name, name)] = {
+            "service": name, "hosts": [spec.fqdn], "paths": None, "preserve_host": True,
+            "strip_path": False, "tags": owner.kong_tags,
+        }
+    return objects
+
+
+# -- facts ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Registries:
+    """The API clients the registration core writes through."""
+
+    consul: ConsulAPI
+    vulcand: VulcandAPI
+    kong: KongAPI
+    marathon: MarathonAPI = None
+
+    @classmethod
+    def from_config(cls, config_get, **client_options):
+        """Clients for the URLs in ``config_get(key, default)`` (``config.get`` in Salt)."""
+        settings = _settings_values(config_get)
+        return cls(
+            consul=ConsulAPI(settings["platform:consul:url"],
+                             token=settings["platform:consul:token"], **client_options),
+            vulcand=VulcandAPI(settings["platform:vulcand:url"], **client_options),
+            kong=KongAPI(settings["platform:kong:admin_url"], **client_options),
+            marathon=MarathonAPI(settings["platform:marathon:url"], **client_options),
+        )
+
+
+@dataclass
+class Snapshot:
+    """What the registries hold, as read by :func:`read_snapshot`.
+
+    ``objects``: ``{Ref: comparable body}`` of the owner's objects.
+    ``claims``: ``{(Kind, key): why it is not ours}`` of the objects that exist but belong to
+    someone else, so that a plan can refuse to take them over.
+    """
+
+    owner: Owner
+    objects: dict = field(default_factory=dict)
+    claims: dict = field(default_factory=dict)
+
+    def service_objects(self, name):
+        return {ref: body for ref, body in self.objects.items() if ref.service == name}
+
+    def spec(self, name, domain=DEFAULT_DOMAIN):
+        """The :class:`ServiceSpec` the owner's objects of ``name`` describe, or None when the
+        owner has not registered ``name`` (no Consul service)."""
+        objects = self.service_objects(name)
+        consul = objects.get(Ref(CONSUL_SERVICE, name, name))
+        if consul is None:
+            return None
+        instances = {
+            ref.key: _instance_of_url(body["URL"])
+            for ref, body in objects.items()
+            if ref.kind == VULCAND_SERVER
+        }
+        return ServiceSpec(
+            name=name,
+            port=consul["Port"],
+            domain=domain,
+            instances={key: value for key, value in instances.items() if value},
+            gateway=Ref(KONG_ROUTE, name, name) in objects,
+        )
+
+
+def _instance_of_url(url):
+    match = re.match(r"^http://\[?(?P<address>[^\]]+?)\]?:(?P<port>\d+)/?$", url or "")
+    return Instance(match["address"], int(match["port"])) if match else None
+
+
+def read_snapshot(registries, owner, names=None, max_workers=DEFAULT_MAX_WORKERS):
+    """Read what exists, concurrently, and sort it into the owner's objects and claims.
+
+    Without ``names``, or with more than :data:`SCOPED_READ_MAX` of them: one listing per
+    object type, then the servers of each owned backend (of ``names`` only, when given). For a
+    single name (a ``microservice.*`` call, one Marathon app's event), only its objects are
+    read, by name, so the cost does not grow with everything else that is registered.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers) as pool:
+        if names is not None and len(names) <= SCOPED_READ_MAX:
+            listed = _read_by_name(registries, sorted(names), pool)
+        else:
+            listed = _read_listings(registries, pool)
+        snapshot = _classify(listed, owner)
+        backends = sorted(
+            ref.key for ref in snapshot.objects
+            if ref.kind == VULCAND_BACKEND and (names is None or ref.key in names)
+        )
+        server_lists = {
+            backend: pool.submit(registries.vulcand.list_servers, backend) for backend in backends
+        }
+        for backend, future in server_lists.items():
+            for server in future.result():
+                snapshot.objects[Ref(VULCAND_SERVER, backend, server["Id"])] = {
+                    "URL": server.get("URL"),
+                }
+    return snapshot
+
+
+def _read_listings(registries, pool):
+    """``{Kind: [raw object]}`` from one listing per object type."""
+    listings = {
+        CONSUL_SERVICE: lambda: list(registries.consul.list_services().values()),
+        VULCAND_HOST: lambda: registries.vulcand.list("hosts"),
+        VULCAND_BACKEND: lambda: registries.vulcand.list("backends"),
+        VULCAND_FRONTEND: lambda: registries.vulcand.list("frontends"),
+        VULCAND_LISTENER: lambda: registries.vulcand.list("listeners"),
+        KONG_SERVICE: lambda: registries.kong.list("services"),
+        KONG_ROUTE: lambda: registries.kong.list("routes"),
+    }
+    futures = {kind: pool.submit(listing) for kind, listing in listings.items()}
+    return {kind: future.result() for kind, future in futures.items()}
+
+
+def _read_by_name(registries, names, pool):
+    """``{Kind: [raw object]}`` of the objects named after ``names`` (hosts: the ones their
+    frontends name), read one by one."""
+    readers = {
+        CONSUL_SERVICE: registries.consul.get_service,
+        VULCAND_BACKEND: lambda name: registries.vulcand.get("backends", name),
+        VULCAND_FRONTEND: lambda name: registries.vulcand.get("frontends", name),
+        VULCAND_LISTENER: lambda name: registries.vulcand.get("listeners", name),
+        KONG_SERVICE: lambda name: registries.kong.get("services", name),
+        KONG_ROUTE: lambda name: registries.kong.get("routes", name),
+    }
+    futures = {
+        (kind, name): pool.submit(_found_or_none, read, name)
+        for kind, read in readers.items() for name in names
+    }
+    listed = {kind: [] for kind in [*readers, VULCAND_HOST]}
+    for (kind, _), future in futures.items():
+        found = future.result()
+        if found is not None:
+            listed[kind].append(found)
+    hostnames = sorted({(frontend.get("Settings") or {}).get("Hostname")
+                        for frontend in listed[VULCAND_FRONTEND]} - {None, ""})
+    hosts = [pool.submit(_found_or_none, lambda host: registries.vulcand.get("hosts", host),
+                         hostname) for hostname in hostnames]
+    listed[VULCAND_HOST] = [host.result() for host in hosts if host.result() is not None]
+    return listed
+
+
+def _found_or_none(read, name):
+    try:
+        return read(name)
+    except NotFoundError:
+        return None
+
+
+def _classify(listed, owner):
+    """The :class:`Snapshot` of raw registry objects: the owner's ones, projected to the shape
+    of :func:`desired_objects`, and claims on everyone else's."""
+    snapshot = Snapshot(owner)
+    owned_names = set()
+    for service in listed[CONSUL_SERVICE]:
+        ref = Ref(CONSUL_SERVICE, service["ID"], service["ID"])
+        if owner.owns_consul_service(service):
+            owned_names.add(service["ID"])
+            snapshot.objects[ref] = {
+                "Name": service["Service"], "Port": service.get("Port"),
+                "Tags": service.get("Tags") or [], "Meta": service.get("Meta") or {},
+            }
+        else:
+            snapshot.claims[(CONSUL_SERVICE, ref.key)] = describe_consul_owner(service)
+
+    def add_vulcand(kind, service, key, body):
+        if service in owned_names:
+            snapshot.objects[Ref(kind, service, key)] = body
+        else:
+            snapshot.claims[(kind, key)] = f"not registered by {owner}"
+
+    for backend in listed[VULCAND_BACKEND]:
+        add_vulcand(VULCAND_BACKEND, backend["Id"], backend["Id"], {"Type": backend.get("Type")})
+    host_services = {}
+    for frontend in listed[VULCAND_FRONTEND]:
+        hostname = (frontend.get("Settings") or {}).get("Hostname") or None
+        if frontend["Id"] in owned_names and hostname:
+            host_services[hostname] = frontend["Id"]
+        add_vulcand(VULCAND_FRONTEND, frontend["Id"], frontend["Id"], {
+            "Type": frontend.get("Type"), "BackendId": frontend.get("BackendId"),
+            "Route": frontend.get("Route"), "Hostname": hostname,
+        })
+    for host in listed[VULCAND_HOST]:
+        add_vulcand(VULCAND_HOST, host_services.get(host["Name"]), host["Name"],
+                    {"Name": host["Name"]})
+    for listener in listed[VULCAND_LISTENER]:
+        address = listener.get("Address") or {}
+        add_vulcand(VULCAND_LISTENER, listener["Id"], listener["Id"], {
+            "Protocol": listener.get("Protocol"),
+            "Address": f"{address.get('Network')}://{address.get('Address')}",
+        })
+
+    kong_service_names = {}
+    for entity in listed[KONG_SERVICE]:
+        kong_service_names[entity["id"]] = entity.get("name")
+        _add_kong(snapshot, owner, KONG_SERVICE, entity, {
+            "protocol": entity.get("protocol"), "host": entity.get("host"),
+            "port": entity.get("port"), "path": entity.get("path"),
+            "tags": sorted(entity.get("tags") or []),
+        })
+    for entity in listed[KONG_ROUTE]:
+        service_id = (entity.get("service") or {}).get("id")
+        _add_kong(snapshot, owner, KONG_ROUTE, entity, {
+            "service": kong_service_names.get(service_id, service_id),
+            "hosts": entity.get("hosts"), "paths": entity.get("paths"),
+            "preserve_host": entity.get("preserve_host"), "strip_path": entity.get("strip_path"),
+            "tags": sorted(entity.get("tags") or []),
+        })
+    return snapshot
+
+
+def _add_kong(snapshot, owner, kind, entity, body):
+    name = entity.get("name")
+    if name is None:  # unnamed entities can never clash with ours, which are named
+        return
+    if owner.owns_kong_entity(entity):
+        snapshot.objects[Ref(kind, name, name)] = body
+    else:
+        snapshot.claims[(kind, name)] = describe_kong_owner(entity)
+
+
+# -- plan -------------------------------------------------------------------------------------
+
+CREATE, UPDATE, DELETE = "create", "update", "delete"
+
+
+class Change(NamedTuple):
+    ref: Ref
+    action: str
+    old: dict
+    new: dict
+
+    def __str__(self):
+        return f"{self.action} {self.ref}"
+
+
+@dataclass
+class Plan:
+    """The ordered changes that bring the registries to the desired state."""
+
+    steps: list = field(default_factory=list)
+    conflicts: list = field(default_factory=list)
+
+    def __bool__(self):
+        return bool(self.steps)
+
+    def changes(self):
+        return changes_of(self.steps)
+
+    def services(self):
+        return sorted({step.ref.service for step in self.steps})
+
+
+def changes_of(steps):
+    """Salt ``changes`` of ``steps``: ``{service: {str(ref): {"old", "new"}}}``."""
+    changes = {}
+    for step in steps:
+        changes.setdefault(step.ref.service, {})[str(step.ref)] = {
+            "old": step.old, "new": step.new,
+        }
+    return changes
+
+
+def plan(desired, snapshot, owner, prune_instances=True):
+    """The :class:`Plan` from ``snapshot`` to ``desired`` (``{name: ServiceSpec or None}``)."""
+    result = Plan()
+    for name in sorted(desired):
+        spec = desired[name]
+        wanted = desired_objects(spec, owner) if spec is not None else {}
+        taken = [
+            f"{ref} exists and is {snapshot.claims[(ref.kind, ref.key)]}"
+            for ref in wanted
+            if (ref.kind, ref.key) in snapshot.claims
+        ]
+        if taken:
+            result.conflicts.append(
+                f"service {name!r}: refusing to take over objects that are not ours: "
+                + "; ".join(sorted(taken))
+            )
+            continue
+        current = snapshot.service_objects(name)
+        upserts, deletes = [], []
+        for ref, body in wanted.items():
+            old = current.get(ref)
+            if old is None:
+                upserts.append(Change(ref, CREATE, None, body))
+            elif old != body:
+                upserts.append(Change(ref, UPDATE, old, body))
+        for ref, old in current.items():
+            if ref in wanted:
+                continue
+            if ref.kind == VULCAND_SERVER and spec is not None and not prune_instances:
+                continue
+            deletes.append(Change(ref, DELETE, old, None))
+        upserts.sort(key=lambda change: (KIND_ORDER.index(change.ref.kind), change.ref.key))
+        deletes.sort(key=lambda change: (-KIND_ORDER.index(change.ref.kind), change.ref.key))
+        result.steps += upserts + deletes
+    return result
+
+
+# -- apply ------------------------------------------------------------------------------------
+
+
+def _upsert_frontend(registries, ref, body):
+    registries.vulcand.upsert("frontends", {
+        "Id": ref.key, "Type": body["Type"], "BackendId": body["BackendId"],
+        "Route": body["Route"], "Settings": {"Hostname": body["Hostname"]},
+    })
+
+
+def _upsert_listener(registries, ref, body):
+    network, address = body["Address"].split("://", 1)
+    registries.vulcand.upsert("listeners", {
+        "Id": ref.key, "Protocol": body["Protocol"],
+        "Address": {"Network": network, "Address": address},
+    })
+
+
+def _upsert_kong_route(registries, ref, body):
+    route = {key: value for key, value in body.items() if key != "service"}
+    registries.kong.upsert(f"services/{body['service']}/routes", ref.key,
+                           {"name": ref.key, **route})
+
+
+# Kind -> writer(registries, ref, body): the API call that makes the object look like body.
+_UPSERTS = {
+    CONSUL_SERVICE: lambda registries, ref, body: registries.consul.register_service(
+        {"ID": ref.key, **body}),
+    VULCAND_HOST: lambda registries, ref, body: registries.vulcand.upsert(
+        "hosts", {"Name": ref.key, "Settings": {}}),
+    VULCAND_BACKEND: lambda registries, ref, body: registries.vulcand.upsert(
+        "backends", {"Id": ref.key, **body}),
+    VULCAND_SERVER: lambda registries, ref, body: registries.vulcand.upsert_server(
+        ref.service, {"Id": ref.key, **body}),
+    VULCAND_FRONTEND: _upsert_frontend,
+    VULCAND_LISTENER: _upsert_listener,
+    KONG_SERVICE: lambda registries, ref, body: registries.kong.upsert(
+        "services", ref.key, {"name": ref.key, **body}),
+    KONG_ROUTE: _upsert_kong_route,
+}
+
+# Kind -> deleter(registries, ref).
+_DELETES = {
+    CONSUL_SERVICE: lambda registries, ref: registries.consul.deregister_service(ref.key),
+    VULCAND_HOST: lambda registries, ref: registries.vulcand.delete("hosts", ref.key),
+    VULCAND_BACKEND: lambda registries, ref: registries.vulcand.delete("backends", ref.key),
+    VULCAND_SERVER: lambda registries, ref: registries.vulcand.delete_server(ref.service, ref.key),
+    VULCAND_FRONTEND: lambda registries, ref: registries.vulcand.delete("frontends", ref.key),
+    VULCAND_LISTENER: lambda registries, ref: registries.vulcand.delete("listeners", ref.key),
+    KONG_SERVICE: lambda registries, ref: registries.kong.delete("services", ref.key),
+    KONG_ROUTE: lambda registries, ref: registries.kong.delete("routes", ref.key),
+}
+
+
+def _write(registries, change):
+    """Carry out one change."""
+    if change.action == DELETE:
+        _DELETES[change.ref.kind](registries, change.ref)
+    else:
+        _UPSERTS[change.ref.kind](registries, change.ref, change.new)
+
+
+def dependencies(steps):
+    """``{index: {indexes of the steps it waits for}}``: within a service, upserts wait for
+    the upserts of their kind's ancestors, deletes for the deletes of their descendants."""
+    by_service = {}
+    for index, step in enumerate(steps):
+        by_service.setdefault(step.ref.service, []).append(index)
+    waits = {}
+    for indexes in by_service.values():
+        for index in indexes:
+            step = steps[index]
+            waits[index] = {
+                other for other in indexes
+                if other != index
+                and (step.action == DELETE) == (steps[other].action == DELETE)
+                and (steps[other].ref.kind in ANCESTORS[step.ref.kind] if step.action != DELETE
+                     else step.ref.kind in ANCESTORS[steps[other].ref.kind])
+            }
+    return waits
+
+
+@dataclass
+class ApplyResult:
+    """What :func:`apply` did: steps done, failed (with the error), skipped (with the cause)."""
+
+    done: list = field(default_factory=list)
+    failed: list = field(default_factory=list)  # [(Change, error message)]
+    skipped: list = field(default_factory=list)  # [(Change, the failed Change it waited for)]
+
+    @property
+    def ok(self):
+        return not self.failed and not self.skipped
+
+    def changes(self):
+        return changes_of(self.done)
+
+    def errors(self):
+        messages = [f"{change} failed: {error}" for change, error in self.failed]
+        messages += [f"{change} not attempted: {cause} failed" for change, cause in self.skipped]
+        return messages
+
+
+def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS):
+    """Carry out ``plan_``: independent steps concurrently (at most ``max_workers`` at once),
+    each step after the ones it depends on; a failure skips its dependents."""
+    steps = plan_.steps
+    waits = dependencies(steps)
+    dependents = {index: [] for index in waits}
+    for index, needed in waits.items():
+        for dependency in needed:
+            dependents[dependency].append(index)
+    unmet = {index: len(needed) for index, needed in waits.items()}
+    done, result = set(), ApplyResult()
+
+    def skip(index, cause):
+        # A step whose dependency failed is not attempted, nor is anything waiting for it.
+        result.skipped.append((steps[index], steps[cause]))
+        for dependent in dependents[index]:
+            if unmet[dependent] is not None:
+                unmet[dependent] = None
+                skip(dependent, cause)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers) as pool:
+        running = {
+            pool.submit(_write, registries, steps[index]): index
+            for index, count in unmet.items() if count == 0
+        }
+        while running:
+            finished, _ = concurrent.futures.wait(
+                running, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            for future in finished:
+                index = running.pop(future)
+                try:
+                    future.result()
+                except CommandExecutionError as err:
+                    result.failed.append((steps[index], str(err)))
+                    for dependent in dependents[index]:
+                        if unmet[dependent] is not None:
+                            unmet[dependent] = None
+                            skip(dependent, index)
+                    continue
+                done.add(index)
+                for dependent in dependents[index]:
+                    if unmet[dependent] is None:
+                        continue
+                    unmet[dependent] -= 1
+                    if unmet[dependent] == 0:
+                        running[pool.submit(_write, registries, steps[dependent])] = dependent
+    result.done = [step for index, step in enumerate(steps) if index in done]
+    return result
+
+
+# -- converge ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What :func:`converge` found and did."""
+
+    plan: Plan
+    applied: ApplyResult = None  # None in test mode or when there was nothing to do
+    remaining: Plan = None  # the plan re-computed after applying; empty when converged
+
+    @property
+    def result(self):
+        """Salt's state result: True, None (test mode with changes) or False."""
+        if self.plan.conflicts:
+            return False
+        if self.applied is None:
+            return None if self.plan else True
+        return self.applied.ok and not self.remaining
+
+    def changes(self):
+        if self.applied is None:
+            return self.plan.changes() if not self.plan.conflicts else {}
+        return self.applied.changes()
+
+    def comment(self):
+        if self.plan.conflicts:
+            return "Nothing was changed. " + " ".join(self.plan.conflicts)
+        if not self.plan:
+            return "All registrations are in the correct state"
+        services = ", ".join(self.plan.services())
+        if self.applied is None:
+            return f"{len(self.plan.steps)} registration changes would be made ({services})"
+        if not self.result:
+            lines = [f"Registration of {services} failed after {len(self.applied.done)} of "
+                     f"{len(self.plan.steps)} changes; the next run converges the rest."]
+            lines += self.applied.errors()
+            if self.applied.ok and self.remaining:
+                lines.append("Still differing after apply: "
+                             + ", ".join(str(step) for step in self.remaining.steps))
+            return "\n".join(lines)
+        return f"{len(self.applied.done)} registration changes made ({services})"
+
+
+def converge(registries, owner, desired, prune_instances=True, test=False,
+             max_workers=DEFAULT_MAX_WORKERS):
+    """Read, plan, and unless ``test`` apply and re-read, for the services in ``desired``."""
+    names = set(desired)
+    snapshot = read_snapshot(registries, owner, names=names, max_workers=max_workers)
+    planned = plan(desired, snapshot, owner, prune_instances=prune_instances)
+    outcome = Outcome(planned)
+    if test or not planned or planned.conflicts:
+        return outcome
+    outcome.applied = apply(planned, registries, max_workers=max_workers)
+    if outcome.applied.ok:
+        after = read_snapshot(registries, owner, names=names, max_workers=max_workers)
+        outcome.remaining = plan(desired, after, owner, prune_instances=prune_instances)
+    return outcome
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+PILLAR_SERVICE_KEYS = {"port", "instances", "marathon_app", "gateway", "absent"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a front door needs: the API clients, its owner mark and the default domain."""
+
+    registries: Registries
+    owner: Owner
+    domain: str
+
+
+def _settings_values(config_get):
+    return {key: config_get(key, default) or default for key, default in SETTINGS.items()}
+
+
+def configured_registries(config_get, cache=None):
+    """The :class:`Registries` for ``config_get(key, default)`` (``config.get``).
+
+    :param cache: a dict (Salt's ``__context__``) in which the clients, and so their HTTP
+        sessions, are kept for as long as the configuration does not change
+    """
+    values = _settings_values(config_get)
+    cache = {} if cache is None else cache
+    key = ("registrationutil.registries", tuple(map(str, values.values())))
+    if key not in cache:
+        cache[key] = Registries.from_config(lambda name, default: values[name])
+    return cache[key]
+
+
+def configured(config_get, source, cache=None):
+    """:class:`Settings` for the front door ``source`` from ``config_get(key, default)``."""
+    values = _settings_values(config_get)
+    return Settings(
+        registries=configured_registries(config_get, cache),
+        owner=Owner(values["platform:cluster"], source),
+        domain=validate_domain(values["platform:domain"]),
+    )
+
+
+def specs_from_pillar(services, domain, registries=None, only=None):
+    """``{name: ServiceSpec or None}`` from the pillar ``services`` mapping (see pillar.example).
+
+    :param only: names to keep (all when empty); an unknown name is an error
+    :param registries: needed for ``marathon_app`` entries (their running, healthy tasks are
+        the instances)
+    """
+    _check(isinstance(services, dict), f"pillar services must be a mapping, not {services!r}")
+    names = sorted(services) if not only else list(only)
+    unknown = [name for name in names if name not in services]
+    _check(not unknown, f"unknown service(s) {', '.join(map(repr, unknown))}: not in pillar "
+                        f"services (known: {', '.join(sorted(services)) or 'none'})")
+    desired = {}
+    for name in names:
+        entry = services[name] or {}
+        validate_name(name)
+        _check(isinstance(entry, dict), f"services:{name}: expected a mapping, not {entry!r}")
+        extra = sorted(set(entry) - PILLAR_SERVICE_KEYS)
+        _check(not extra, f"services:{name}: unknown key(s) {', '.join(extra)} "
+                          f"(allowed: {', '.join(sorted(PILLAR_SERVICE_KEYS))})")
+        if entry.get("absent"):
+            desired[name] = None
+            continue
+        _check("port" in entry, f"services:{name}:port is required")
+        instances = {}
+        for instance_id, instance in (entry.get("instances") or {}).items():
+            _check(isinstance(instance, dict) and {"address", "port"} <= set(instance),
+                   f"services:{name}:instances:{instance_id}: expected address and port")
+            instances[str(instance_id)] = (instance["address"], instance["port"])
+        if entry.get("marathon_app"):
+            _check(registries is not None and registries.marathon is not None,
+                   f"services:{name}:marathon_app needs the Marathon URL (platform:marathon:url)")
+            app = registries.marathon.get_app(entry["marathon_app"])
+            instances.update(marathonutil.instances_from_app(app))
+        desired[name] = ServiceSpec(name=name, port=entry["port"], domain=domain,
+                                    instances=instances, gateway=entry.get("gateway", True))
+    return desired

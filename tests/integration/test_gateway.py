@@ -1,0 +1,91 @@
+"""The `gateway` SLS: the Mesos and Marathon UIs behind Kong, with authentication."""
+
+import pytest
+import requests
+
+from simulators.webapp import WebApps
+
+pytestmark = pytest.mark.slow
+
+UIS = ("mesos", "marathon")
+
+
+@pytest.fixture(scope="module")
+def uis():
+    """Stand-ins for the Mesos and Marathon UIs: {name: port}."""
+    with WebApps() as apps:
+        yield {name: apps.add(name) for name in UIS}
+
+
+@pytest.fixture
+def gateway(kong_clean, consul, vulcand, local_pillar, salt_call_cli, uis):
+    def write(**gateway_pillar):
+        local_pillar.write({
+            "platform": {"kong": {"admin_url": kong_clean.admin_url}, "cluster": "showcase"},
+            "gateway": {"uis": uis, **gateway_pillar},
+        })
+    write.kong = kong_clean
+    return write
+
+
+def apply(salt_call_cli, sls="gateway", test=False):
+    args = ["state.apply", sls] + (["test=True"] if test else [])
+    return salt_call_cli.run(*args)
+
+
+def through_kong(kong, ui, auth=None):
+    return requests.get(f"{kong.proxy_url}/", headers={"Host": f"{ui}.service.consul"},
+                        auth=auth, timeout=10)
+
+
+def test_the_uis_are_not_opened_without_credentials(gateway, salt_call_cli):
+    gateway()
+    ret = apply(salt_call_cli)
+    assert ret.returncode != 0
+    assert "pillar gateway:consumers is empty: the Mesos and Marathon UIs would be open" \
+        in str(ret.data)
+    assert requests.get(f"{gateway.kong.admin_url}/services", timeout=10).json()["data"] == []
+
+
+def test_the_uis_are_reachable_with_basic_auth_only(gateway, salt_call_cli):
+    gateway(consumers={"ops": {"password": "s3cret"}})
+    ret = apply(salt_call_cli)
+    assert ret.returncode == 0, ret
+    assert all(state["result"] is True for state in ret.data.values())
+    assert len(ret.data) == 8  # per UI service, route, plugin; consumer and credential
+
+    for ui in UIS:
+        assert through_kong(gateway.kong, ui).status_code == 401
+        assert through_kong(gateway.kong, ui, auth=("ops", "wrong")).status_code == 401
+        reply = through_kong(gateway.kong, ui, auth=("ops", "s3cret"))
+        assert reply.status_code == 200 and reply.json()["instance"] == ui
+
+    again = apply(salt_call_cli, test=True)
+    assert [state["changes"] for state in again.data.values()] == [{}] * 8
+    assert all(state["result"] is True for state in again.data.values())
+
+    ret = apply(salt_call_cli, "gateway.clean")
+    assert ret.returncode == 0, ret
+    assert requests.get(f"{gateway.kong.admin_url}/services", timeout=10).json()["data"] == []
+    assert requests.get(f"{gateway.kong.admin_url}/consumers", timeout=10).json()["data"] == []
+
+
+def test_auth_false_opens_the_uis_explicitly(gateway, salt_call_cli):
+    gateway(auth=False)
+    ret = apply(salt_call_cli)
+    assert ret.returncode == 0, ret
+    assert through_kong(gateway.kong, "marathon").json()["instance"] == "marathon"
+
+
+def test_a_kong_service_of_someone_else_is_not_taken_over(gateway, salt_call_cli):
+    requests.put(f"{gateway.kong.admin_url}/services/mesos",
+                 json={"url": "http://elsewhere.example:5050"}, timeout=10).raise_for_status()
+    gateway(consumers={"ops": {"password": "s3cret"}})
+    ret = apply(salt_call_cli)
+    assert ret.returncode != 0
+    mesos = ret.data["kong_|-Kong service mesos is present_|-mesos_|-entity_present"]
+    assert mesos["result"] is False
+    assert "Kong services/mesos exists and is not registered by Salt: refusing to take it over" \
+        == mesos["comment"]
+    service = requests.get(f"{gateway.kong.admin_url}/services/mesos", timeout=10).json()
+    assert service["host"] == "elsewhere.example"

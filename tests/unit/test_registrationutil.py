@@ -1,0 +1,408 @@
+"""registrationutil: specs, snapshot, plan and apply, without any server."""
+
+import pathlib
+import sys
+import threading
+
+import pytest
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "salt" / "_utils"))
+
+import registrationutil as reg  # noqa: E402 - lives in salt/_utils, put on sys.path by the loader
+
+OWNER = reg.Owner("showcase", "pillar")
+ENGINE = reg.Owner("showcase", "marathon")
+WEB = reg.ServiceSpec("web", 10000, instances={"web1": ("10.0.12.223", 53769)})
+WEB2 = reg.ServiceSpec(
+    "web", 10000, instances={"web1": ("10.0.12.223", 53769), "web2": ("10.0.12.224", 41000)}
+)
+API = reg.ServiceSpec("api", 10001, gateway=False)
+
+
+def registered(*specs):
+    """A snapshot in which ``specs`` are registered by OWNER."""
+    snapshot = reg.Snapshot(OWNER)
+    for spec in specs:
+        snapshot.objects.update(reg.desired_objects(spec, OWNER))
+    return snapshot
+
+
+def claimed(*specs):
+    """A snapshot in which ``specs`` are registered by the Marathon engine."""
+    snapshot = reg.Snapshot(OWNER)
+    for spec in specs:
+        for ref in reg.desired_objects(spec, ENGINE):
+            snapshot.claims[(ref.kind, ref.key)] = "registered by showcase/marathon"
+    return snapshot
+
+
+def steps(plan):
+    return [str(step) for step in plan.steps]
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "Web", "port": 1}, "invalid service name 'Web'"),
+        ({"name": "web_1", "port": 1}, "invalid service name 'web_1'"),
+        ({"name": "-web", "port": 1}, "invalid service name '-web'"),
+        ({"name": "web", "port": 0}, "invalid port of service 'web' 0"),
+        ({"name": "web", "port": 65536}, "invalid port of service 'web' 65536"),
+        ({"name": "web", "port": "80"}, "invalid port of service 'web' '80'"),
+        ({"name": "web", "port": True}, "invalid port of service 'web' True"),
+        ({"name": "web", "port": 1, "domain": "a..b"}, "invalid domain 'a..b'"),
+        ({"name": "web", "port": 1, "gateway": "yes"}, "invalid gateway flag 'yes'"),
+        ({"name": "web", "port": 1, "instances": {"a/b": ("10.0.0.1", 80)}},
+         "invalid instance 'a/b' of service 'web'"),
+        ({"name": "web", "port": 1, "instances": {"w1": ("0.0.0.0", 80)}},
+         "'0.0.0.0': not a routable address"),
+        ({"name": "web", "port": 1, "instances": {"w1": ("bad host!", 80)}},
+         "expected an IP address or a host name"),
+        ({"name": "web", "port": 1, "instances": {"w1": ("10.0.0.1", 0)}},
+         "invalid port of instance 'w1' of service 'web' 0"),
+        ({"name": "web", "port": 1, "instances": {"w1": "10.0.0.1"}}, "expected (address, port)"),
+    ],
+)
+def test_invalid_specs_are_refused_with_a_message_naming_the_problem(kwargs, message):
+    with pytest.raises(SaltInvocationError) as err:
+        reg.ServiceSpec(**kwargs)
+    assert message in str(err.value)
+
+
+def test_a_spec_accepts_ipv6_and_host_names_and_builds_server_urls():
+    spec = reg.ServiceSpec("web", 80, instances={"a": ("fd00::1", 81), "b": ("slave0.local", 82)})
+    assert spec.instances["a"].url == "http://[fd00::1]:81"
+    assert spec.instances["b"].url == "http://slave0.local:82"
+    assert spec.fqdn == "web.service.consul"
+
+
+# -- desired objects --------------------------------------------------------------------------
+
+
+def test_desired_objects_are_the_seed_registrations_on_todays_apis():
+    objects = {str(ref): body for ref, body in reg.desired_objects(WEB, OWNER).items()}
+    assert objects == {
+        "consul service web": {
+            "Name": "web", "Port": 10000, "Tags": [],
+            "Meta": {"managed-by": "salt", "cluster": "showcase", "source": "pillar"},
+        },
+        "vulcand host web.service.consul": {"Name": "web.service.consul"},
+        "vulcand backend web": {"Type": "http"},
+        "vulcand server web/web1": {"URL": "http://10.0.12.223:53769"},
+        "vulcand frontend web": {
+            "Type": "http", "BackendId": "web", "Hostname": "web.service.consul",
+            "Route": 'Host("web.service.consul") && PathRegexp("/.*")',
+        },
+        "vulcand listener web": {"Protocol": "http", "Address": "tcp://0.0.0.0:10000"},
+        "kong service web": {
+            "protocol": "http", "host": "vulcand.service.consul", "port": 10000, "path": None,
+            "tags": ["cluster:showcase", "managed-by:salt", "source:pillar"],
+        },
+        "kong route web": {
+            "service": "web", "hosts": ["web.service.consul"], "paths": None,
+            "preserve_host": True, "strip_path": False,
+            "tags": ["cluster:showcase", "managed-by:salt", "source:pillar"],
+        },
+    }
+
+
+# -- plan -------------------------------------------------------------------------------------
+
+CREATE_WEB = [
+    "create consul service web",
+    "create vulcand backend web",
+    "create vulcand server web/web1",
+    "create vulcand frontend web",
+    "create vulcand host web.service.consul",
+    "create vulcand listener web",
+    "create kong service web",
+    "create kong route web",
+]
+DELETE_WEB = [
+    "delete kong route web",
+    "delete kong service web",
+    "delete vulcand listener web",
+    "delete vulcand host web.service.consul",
+    "delete vulcand frontend web",
+    "delete vulcand server web/web1",
+    "delete vulcand backend web",
+    "delete consul service web",
+]
+
+
+@pytest.mark.parametrize(
+    "snapshot, desired, prune, expected",
+    [
+        pytest.param(registered(), {"web": WEB}, True, CREATE_WEB, id="create"),
+        pytest.param(registered(WEB), {"web": WEB}, True, [], id="no-op"),
+        pytest.param(registered(WEB), {"web": None}, True, DELETE_WEB, id="delete"),
+        pytest.param(registered(), {"web": None}, True, [], id="already-absent"),
+        pytest.param(registered(WEB), {"web": WEB2}, True,
+                     ["create vulcand server web/web2"], id="add-instance"),
+        pytest.param(registered(WEB2), {"web": WEB}, True,
+                     ["delete vulcand server web/web2"], id="remove-instance"),
+        pytest.param(registered(WEB2), {"web": WEB}, False, [], id="remove-instance-no-prune"),
+        pytest.param(registered(WEB), {"web": reg.ServiceSpec("web", 10000, instances={
+            "web1": ("10.0.12.223", 1)})}, True, ["update vulcand server web/web1"],
+                     id="move-instance"),
+        pytest.param(registered(WEB), {"web": reg.ServiceSpec("web", 10002, instances={
+            "web1": ("10.0.12.223", 53769)})}, True,
+                     ["update consul service web", "update vulcand listener web",
+                      "update kong service web"], id="change-port"),
+        pytest.param(registered(WEB), {"web": reg.ServiceSpec("web", 10000, gateway=False,
+                                                              instances=WEB.instances)}, True,
+                     ["delete kong route web", "delete kong service web"], id="hide-from-gateway"),
+        pytest.param(registered(WEB, API), {"api": None}, True,
+                     ["delete vulcand listener api", "delete vulcand host api.service.consul",
+                      "delete vulcand frontend api", "delete vulcand backend api",
+                      "delete consul service api"], id="other-services-untouched"),
+        pytest.param(claimed(WEB), {"web": None}, True, [],
+                     id="objects-of-another-source-are-not-deleted"),
+    ],
+)
+def test_plan(snapshot, desired, prune, expected):
+    result = reg.plan(desired, snapshot, OWNER, prune_instances=prune)
+    assert steps(result) == expected
+    assert result.conflicts == []
+
+
+def test_plan_refuses_to_take_over_another_sources_service():
+    result = reg.plan({"web": WEB}, claimed(WEB), OWNER)
+    assert result.steps == []
+    assert result.conflicts[0].startswith(
+        "service 'web': refusing to take over objects that are not ours: "
+        "consul service web exists and is registered by showcase/marathon; "
+    )
+
+
+def test_plan_refuses_a_name_someone_else_holds_and_plans_the_rest():
+    snapshot = registered()
+    snapshot.claims[(reg.KONG_ROUTE, "web")] = "not registered by Salt"
+    snapshot.claims[(reg.VULCAND_BACKEND, "web")] = "not registered by showcase/pillar"
+    result = reg.plan({"web": WEB, "api": API}, snapshot, OWNER)
+    assert [str(step.ref.service) for step in result.steps] == ["api"] * 5
+    assert result.conflicts == [
+        "service 'web': refusing to take over objects that are not ours: "
+        "kong route web exists and is not registered by Salt; "
+        "vulcand backend web exists and is not registered by showcase/pillar"
+    ]
+
+
+def test_plan_changes_are_old_new_per_service_and_object():
+    result = reg.plan({"web": WEB}, registered(WEB2), OWNER)
+    assert result.changes() == {
+        "web": {"vulcand server web/web2": {"old": {"URL": "http://10.0.12.224:41000"},
+                                            "new": None}},
+    }
+
+
+def test_snapshot_spec_rebuilds_what_the_owner_registered():
+    assert registered(WEB2).spec("web") == WEB2
+    assert registered(API).spec("api") == API
+    assert registered(WEB).spec("api") is None
+
+
+# -- snapshot ---------------------------------------------------------------------------------
+
+
+class FakeAPI:
+    """Answers listings from ``data``, records every call, and fails the calls named in
+    ``fail`` as (method, first argument)."""
+
+    def __init__(self, data, fail=()):
+        self.data = data
+        self.fail = set(fail)
+        self.calls = []
+        self.lock = threading.Lock()
+
+    def __getattr__(self, method):
+        def call(*args):
+            with self.lock:
+                self.calls.append((method, *args))
+            if any(rule == (method, *args[:1]) for rule in self.fail):
+                raise CommandExecutionError(f"{method} failed")
+            return next((value for key, value in self.data.items() if key == (method, *args)),
+                        None)
+
+        return call
+
+
+def fake_registries(consul=None, vulcand=None, kong=None, fail=()):
+    return reg.Registries(
+        consul=FakeAPI(consul or {}, fail), vulcand=FakeAPI(vulcand or {}, fail),
+        kong=FakeAPI(kong or {}, fail),
+    )
+
+
+def test_read_snapshot_classifies_ours_and_theirs_with_one_listing_per_type():
+    tags = OWNER.kong_tags
+    registries = fake_registries(
+        consul={("list_services",): {
+            "web": {"ID": "web", "Service": "web", "Port": 10000, "Meta": OWNER.consul_meta},
+            "mesos": {"ID": "mesos", "Service": "mesos", "Port": 5050},
+        }},
+        vulcand={
+            ("list", "hosts"): [{"Name": "web.service.consul"}, {"Name": "mesos.service.consul"}],
+            ("list", "backends"): [{"Id": "web", "Type": "http"}, {"Id": "mesos"}],
+            ("list", "frontends"): [
+                {"Id": "web", "Type": "http", "BackendId": "web", "Route": "r",
+                 "Settings": {"Hostname": "web.service.consul"}},
+            ],
+            ("list", "listeners"): [],
+            ("list_servers", "web"): [{"Id": "web1", "URL": "http://10.0.0.1:80"}],
+        },
+        kong={
+            ("list", "services"): [
+                {"id": "s1", "name": "web", "protocol": "http", "host": "h", "port": 1,
+                 "path": None, "tags": tags},
+                {"id": "s2", "name": "mesos", "tags": None},
+            ],
+            ("list", "routes"): [{"id": "r1", "name": "web", "service": {"id": "s1"},
+                                  "tags": tags}],
+        },
+    )
+    snapshot = reg.read_snapshot(registries, OWNER)
+    assert sorted(map(str, snapshot.objects)) == [
+        "consul service web", "kong route web", "kong service web", "vulcand backend web",
+        "vulcand frontend web", "vulcand host web.service.consul", "vulcand server web/web1",
+    ]
+    assert snapshot.objects[reg.Ref(reg.KONG_ROUTE, "web", "web")]["service"] == "web"
+    assert snapshot.claims == {
+        (reg.CONSUL_SERVICE, "mesos"): "not registered by Salt",
+        (reg.VULCAND_HOST, "mesos.service.consul"): "not registered by showcase/pillar",
+        (reg.VULCAND_BACKEND, "mesos"): "not registered by showcase/pillar",
+        (reg.KONG_SERVICE, "mesos"): "not registered by Salt",
+    }
+    # Servers are listed for owned backends only: never for someone else's.
+    assert ("list_servers", "mesos") not in registries.vulcand.calls
+    assert len(registries.consul.calls) == 1 and len(registries.kong.calls) == 2
+
+
+def test_read_snapshot_of_one_name_reads_only_its_objects():
+    tags = OWNER.kong_tags
+    registries = fake_registries(
+        consul={("get_service", "web"): {"ID": "web", "Service": "web", "Port": 10000,
+                                         "Meta": OWNER.consul_meta}},
+        vulcand={
+            ("get", "backends", "web"): {"Id": "web", "Type": "http"},
+            ("get", "frontends", "web"): {"Id": "web", "Type": "http", "BackendId": "web",
+                                          "Route": "r",
+                                          "Settings": {"Hostname": "web.service.consul"}},
+            ("get", "hosts", "web.service.consul"): {"Name": "web.service.consul"},
+            ("list_servers", "web"): [{"Id": "web1", "URL": "http://10.0.0.1:80"}],
+        },
+        kong={("get", "services", "web"): {"id": "s1", "name": "web", "tags": tags}},
+    )
+    snapshot = reg.read_snapshot(registries, OWNER, names={"web"})
+    assert sorted(map(str, snapshot.objects)) == [
+        "consul service web", "kong service web", "vulcand backend web", "vulcand frontend web",
+        "vulcand host web.service.consul", "vulcand server web/web1",
+    ]
+    assert not any(call[0].startswith("list") and call[0] != "list_servers"
+                   for api in (registries.consul, registries.vulcand, registries.kong)
+                   for call in api.calls)
+    assert registries.consul.calls == [("get_service", "web")]
+    assert len(registries.vulcand.calls) == 5 and len(registries.kong.calls) == 2
+
+
+# -- apply ------------------------------------------------------------------------------------
+
+
+def test_apply_writes_parents_before_children_and_reports_what_it_did():
+    registries = fake_registries()
+    planned = reg.plan({"web": WEB}, registered(), OWNER)
+    result = reg.apply(planned, registries, max_workers=4)
+    assert result.ok and [str(step) for step in result.done] == CREATE_WEB
+    calls = registries.consul.calls + registries.vulcand.calls + registries.kong.calls
+    assert len(calls) == len(CREATE_WEB)
+    vulcand = [call[:2] for call in registries.vulcand.calls]
+    assert vulcand.index(("upsert", "backends")) < vulcand.index(("upsert_server", "web"))
+    assert vulcand.index(("upsert", "backends")) < vulcand.index(("upsert", "frontends"))
+    assert registries.kong.calls[0][:3] == ("upsert", "services", "web")
+    assert registries.kong.calls[1][:3] == ("upsert", "services/web/routes", "web")
+
+
+def test_apply_stops_a_failed_chain_and_carries_on_with_other_services():
+    registries = fake_registries(fail={("upsert", "backends")})
+    planned = reg.plan({"web": WEB, "api": API}, registered(), OWNER)
+    result = reg.apply(planned, registries)
+    assert not result.ok
+    assert [str(change) for change, _ in result.failed] == [
+        "create vulcand backend api", "create vulcand backend web",
+    ]
+    assert sorted(str(change) for change, _ in result.skipped) == [
+        "create kong route web", "create kong service web",
+        "create vulcand frontend api", "create vulcand frontend web",
+        "create vulcand host api.service.consul", "create vulcand host web.service.consul",
+        "create vulcand server web/web1",
+    ]
+    assert sorted(str(step) for step in result.done) == [
+        "create consul service api", "create consul service web",
+        "create vulcand listener api", "create vulcand listener web",
+    ]
+    assert "create vulcand server web/web1 not attempted: create vulcand backend web failed" \
+        in result.errors()
+
+
+def test_apply_deletes_consul_last():
+    registries = fake_registries()
+    result = reg.apply(reg.plan({"web": None}, registered(WEB), OWNER), registries)
+    assert result.ok and [str(step) for step in result.done] == DELETE_WEB
+    assert registries.consul.calls == [("deregister_service", "web")]
+
+
+# -- outcome ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "snapshot, desired, test, result, comment",
+    [
+        (registered(WEB), {"web": WEB}, False, True, "All registrations are in the correct state"),
+        (registered(), {"web": WEB}, True, None, "8 registration changes would be made (web)"),
+        (registered(), {"web": WEB}, False, True, "8 registration changes made (web)"),
+    ],
+)
+def test_converge_result_and_comment(monkeypatch, snapshot, desired, test, result, comment):
+    snapshots = iter([snapshot, registered(*[spec for spec in desired.values() if spec])])
+    monkeypatch.setattr(reg, "read_snapshot", lambda *args, **kwargs: next(snapshots))
+    registries = fake_registries()
+    outcome = reg.converge(registries, OWNER, desired, test=test)
+    assert (outcome.result, outcome.comment()) == (result, comment)
+    assert outcome.changes() == (reg.plan(desired, snapshot, OWNER).changes())
+    written = registries.consul.calls + registries.vulcand.calls + registries.kong.calls
+    assert bool(written) is (not test and bool(outcome.changes()))
+
+
+# -- pillar -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "services, only, message",
+    [
+        ({"web": {"port": 1}}, ["nope"], "unknown service(s) 'nope': not in pillar services"),
+        ({"web": {"prot": 1}}, None, "services:web: unknown key(s) prot"),
+        ({"web": {}}, None, "services:web:port is required"),
+        ({"web": {"port": 1, "instances": {"w1": {"address": "10.0.0.1"}}}}, None,
+         "services:web:instances:w1: expected address and port"),
+        ({"Web": {"port": 1}}, None, "invalid service name 'Web'"),
+    ],
+)
+def test_bad_pillar_is_refused_before_anything_is_read(services, only, message):
+    with pytest.raises(SaltInvocationError) as err:
+        reg.specs_from_pillar(services, "service.consul", only=only)
+    assert message in str(err.value)
+
+
+def test_pillar_services_become_specs():
+    services = {
+        "web": {"port": 10000, "instances": {"web1": {"address": "10.0.12.223", "port": 53769}}},
+        "api": {"port": 10001, "gateway": False},
+        "old": {"absent": True},
+    }
+    assert reg.specs_from_pillar(services, "service.consul") == {"web": WEB, "api": API,
+                                                                 "old": None}
+    assert reg.specs_from_pillar(services, "service.consul", only=["web"]) == {"web": WEB}
