@@ -47,6 +47,7 @@ ID = r"(?P<{}>[^/]+)"
 MIDDLEWARE_TYPES = {"ratelimit", "connlimit", "rewrite", "cbreaker", "trace"}
 DEFAULT_UPSTREAM_TIMEOUT = 30.0
 WATCH_RETRY_SECONDS = 0.2
+RELOAD_COALESCE_SECONDS = 0.05
 
 BACKEND_SETTINGS = {
     "Timeouts": {"Read": "", "Dial": "", "TLSHandshake": ""},
@@ -171,11 +172,14 @@ class VulcandSimulator(Simulator):
         self._config = _ProxyConfig()
         self._config_lock = threading.Lock()  # serialises reloads and listener changes
         self._listeners = {}  # listener id -> _Listener
+        self._unopened = {}  # listener id -> port it could not bind
         self._round_robin = defaultdict(int)
         self._round_robin_lock = threading.Lock()
         self._watch = None
         self._watch_lock = threading.Lock()
         self._watch_thread = None
+        self._reload_thread = None
+        self._stale = threading.Event()  # etcd changed since the proxy's view was built
         self._stopping = threading.Event()
 
     @classmethod
@@ -194,6 +198,8 @@ class VulcandSimulator(Simulator):
         self.reload()
         self._watch_thread = threading.Thread(target=self._watch_loop, name="vulcand-watch", daemon=True)
         self._watch_thread.start()
+        self._reload_thread = threading.Thread(target=self._reload_loop, name="vulcand-reload", daemon=True)
+        self._reload_thread.start()
         return super().start()
 
     def stop(self):
@@ -202,9 +208,11 @@ class VulcandSimulator(Simulator):
         with self._watch_lock:
             if self._watch is not None:
                 self._watch.close()
-        if self._watch_thread is not None:
-            self._watch_thread.join()
-            self._watch_thread = None
+        self._stale.set()  # wakes the reload loop so that it sees the stop
+        for thread in (self._watch_thread, self._reload_thread):
+            if thread is not None:
+                thread.join()
+        self._watch_thread = self._reload_thread = None
         with self._config_lock:
             for listener in self._listeners.values():
                 listener.stop()
@@ -257,7 +265,7 @@ class VulcandSimulator(Simulator):
         if ttl:
             lease = self.etcd.grant(max(1, math.ceil(ttl)))
         self.etcd.put(key, json.dumps(value, separators=(",", ":")), lease=lease)
-        self.reload()
+        self._changed(key)
 
     def _delete(self, key, subtree=False):
         if subtree:
@@ -265,7 +273,16 @@ class VulcandSimulator(Simulator):
             self.etcd.delete_prefix(key)
         else:
             self.etcd.delete(key)
-        self.reload()
+        self._changed(key)
+
+    def _changed(self, key):
+        """An API write landed in etcd. Listener sockets must match before the call returns
+        (clients send traffic right after creating one); the routing table is rebuilt lazily,
+        before the next proxied request, so a burst of writes costs one rebuild, not one each."""
+        if key.startswith(self._key("listeners")):
+            self.reload()
+        else:
+            self._stale.set()
 
     # -- request bodies ------------------------------------------------------------------------
 
@@ -586,7 +603,11 @@ class VulcandSimulator(Simulator):
             try:
                 self._listeners[listener_id] = _Listener(self, port).start()
             except OSError as err:
-                log.warning("vulcand: cannot listen on 127.0.0.1:%s for listener %s: %s", port, listener_id, err)
+                if self._unopened.get(listener_id) != port:  # say it once, not on every reload
+                    log.warning("vulcand: cannot listen on 127.0.0.1:%s for listener %s: %s", port, listener_id, err)
+                self._unopened[listener_id] = port
+            else:
+                self._unopened.pop(listener_id, None)
 
     def _watch_loop(self):
         while not self._stopping.is_set():
@@ -596,15 +617,29 @@ class VulcandSimulator(Simulator):
                         break
                     self._watch = self.etcd.watch_prefix(self.prefix + "/", self._config.revision + 1)
                 for _ in self._watch:
-                    self.reload()
+                    self._stale.set()
             except (EtcdError, OSError, http.client.HTTPException) as err:
                 log.debug("vulcand: etcd watch interrupted: %s", err)
             self._stopping.wait(WATCH_RETRY_SECONDS)
+
+    def _reload_loop(self):
+        """Apply changes made in etcd by anyone (listeners included), coalescing bursts."""
+        while not self._stopping.is_set():
+            self._stale.wait()
+            if self._stopping.wait(RELOAD_COALESCE_SECONDS):
+                break
+            self._refresh()
+
+    def _refresh(self):
+        if self._stale.is_set():
+            self._stale.clear()  # before reading, so that a change made meanwhile is not lost
+            self.reload()
 
     # -- proxy ---------------------------------------------------------------------------------
 
     def forward(self, request):
         """Route ``request`` (received on a listener) and forward it to a backend server."""
+        self._refresh()
         config = self._config
         target = RouteRequest(request.method, request.headers.get("Host") or "", request.path, request.headers)
         frontend = next((f for f in config.frontends if f.route.matches(target)), None)
