@@ -49,7 +49,7 @@ dnsmasq is the host resolver:
     - follow_symlinks: False
     - contents: |
         # Managed by Salt (dnsmasq formula).
-        search {{ topology.cluster.service_domain }}
+        search {{ topology.service_domain }}
         nameserver 127.0.0.1
     - require:
       - file: dnsmasq stays first across DHCP renewals

@@ -1,0 +1,278 @@
+"""
+The network orchestration against a real moto_server: `salt-run state.orchestrate
+orch.network` builds the seed's network (tightened), converges to no changes, writes nothing
+in test mode, and `orch.network_teardown` leaves the account empty.
+"""
+
+import os
+
+import pytest
+
+from tests.fixtures.moto import ADMIN_CIDR
+
+pytestmark = pytest.mark.slow
+
+PUBLIC = "10.0.5.0/24"
+PRIVATE = "10.0.12.0/24"
+
+
+def _orchestrate(salt_run_cli, sls, test=False):
+    args = ["state.orchestrate", sls]
+    if test:
+        args.append("test=True")
+    # The CLI factory copied the environment when the session started: pass moto's.
+    ret = salt_run_cli.run(*args, env=dict(os.environ))
+    states = ret.data["data"][next(iter(ret.data["data"]))] if ret.data else {}
+    return ret, states
+
+
+def _failures(states):
+    return {key: value["comment"] for key, value in states.items() if value["result"] is False}
+
+
+def _changes(states):
+    return {key: value["changes"] for key, value in states.items() if value["changes"]}
+
+
+def _account(ec2):
+    """What exists in the simulated account, beyond the defaults AWS creates."""
+    return {
+        "vpcs": [v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]],
+        "subnets": [
+            s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if not s["DefaultForAz"]
+        ],
+        "security_groups": [
+            g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]
+            if g["GroupName"] != "default"
+        ],
+        "internet_gateways": [
+            g["InternetGatewayId"]
+            for g in ec2.describe_internet_gateways()["InternetGateways"]
+            if not any(a["VpcId"] in _default_vpcs(ec2) for a in g.get("Attachments", []))
+        ],
+        "addresses": ec2.describe_addresses()["Addresses"],
+        "nat_gateways": [
+            n for n in ec2.describe_nat_gateways()["NatGateways"] if n["State"] != "deleted"
+        ],
+        "key_pairs": ec2.describe_key_pairs()["KeyPairs"],
+        "network_interfaces": ec2.describe_network_interfaces()["NetworkInterfaces"],
+    }
+
+
+def _default_vpcs(ec2):
+    return {v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"] if v["IsDefault"]}
+
+
+def _by_name(items):
+    return {
+        next(t["Value"] for t in item.get("Tags", []) if t["Key"] == "Name"): item
+        for item in items
+        if any(t["Key"] == "Name" for t in item.get("Tags", []))
+    }
+
+
+def _ingress(group, names):
+    rules = set()
+    for perm in group["IpPermissions"]:
+        for protocol in [perm["IpProtocol"]]:
+            for ip_range in perm.get("IpRanges", []):
+                rules.add((protocol, perm["FromPort"], perm["ToPort"], ip_range["CidrIp"]))
+            for pair in perm.get("UserIdGroupPairs", []):
+                rules.add((protocol, perm["FromPort"], perm["ToPort"], names[pair["GroupId"]]))
+    return rules
+
+
+def _tcp(port, *sources, high=None):
+    return {("tcp", port, high or port, source) for source in sources}
+
+
+def _udp(port, *sources):
+    return {("udp", port, port, source) for source in sources}
+
+
+EXPECTED_INGRESS = {
+    "kong_sg": _tcp(8000, "0.0.0.0/0")
+    | _tcp(22, ADMIN_CIDR)
+    | _tcp(8001, PRIVATE, ADMIN_CIDR)
+    | _tcp(4505, PRIVATE, PUBLIC, high=4506),
+    "master_sg": _tcp(22, "kong_sg")
+    | _tcp(2181, PRIVATE)
+    | set().union(*(_tcp(port, PRIVATE, PUBLIC) for port in (5050, 8080, 8182, 8500, 8600)))
+    | _udp(8600, PRIVATE, PUBLIC)
+    | _tcp(8400, PRIVATE)
+    | _tcp(8300, PRIVATE)
+    | _tcp(8301, PRIVATE)
+    | _udp(8301, PRIVATE)
+    | _tcp(6783, PRIVATE)
+    | _udp(6784, PRIVATE)
+    | _tcp(10000, PUBLIC, high=11000),
+    "slave_sg": _tcp(22, "kong_sg")
+    | _tcp(6783, PRIVATE)
+    | _udp(6784, PRIVATE)
+    | _tcp(8500, PRIVATE)
+    | _tcp(8301, PRIVATE)
+    | _udp(8301, PRIVATE)
+    | _tcp(5051, PRIVATE, PUBLIC)
+    | _tcp(50000, PRIVATE, high=60000),
+}
+
+
+def test_network_orchestration_builds_converges_and_tears_down(
+    aws_env, aws_pillar, salt_run_cli
+):
+    aws_pillar()
+    ec2 = aws_env.client("ec2")
+    empty = _account(ec2)
+
+    ret, states = _orchestrate(salt_run_cli, "orch.network", test=True)
+    assert ret.returncode == 0, _failures(states) or ret
+    assert states and all(state["result"] is None for state in states.values()), states
+    assert _account(ec2) == empty, "test mode must write nothing"
+
+    ret, states = _orchestrate(salt_run_cli, "orch.network")
+    assert ret.returncode == 0, _failures(states) or ret
+    assert all(state["result"] is True for state in states.values()), states
+    assert len(_changes(states)) == len(states), "a fresh account: every state creates"
+
+    vpcs = _by_name(ec2.describe_vpcs()["Vpcs"])
+    assert vpcs["showcase"]["CidrBlock"] == "10.0.0.0/16"
+    subnets = _by_name(ec2.describe_subnets()["Subnets"])
+    assert subnets["showcase-public"]["CidrBlock"] == PUBLIC
+    assert subnets["showcase-public"]["MapPublicIpOnLaunch"] is True
+    assert subnets["showcase-private"]["CidrBlock"] == PRIVATE
+    assert subnets["showcase-private"]["MapPublicIpOnLaunch"] is False
+    assert {s["AvailabilityZone"] for s in subnets.values()} == {"eu-west-1a"}
+
+    tables = _by_name(ec2.describe_route_tables()["RouteTables"])
+    igw = _by_name(ec2.describe_internet_gateways()["InternetGateways"])["showcase"]
+    nat = _by_name(
+        n for n in ec2.describe_nat_gateways()["NatGateways"] if n["State"] == "available"
+    )["showcase-nat"]
+    default_routes = {
+        name: next(r for r in table["Routes"] if r.get("DestinationCidrBlock") == "0.0.0.0/0")
+        for name, table in tables.items()
+    }
+    assert default_routes["showcase-public"]["GatewayId"] == igw["InternetGatewayId"]
+    assert default_routes["showcase-private"]["NatGatewayId"] == nat["NatGatewayId"]
+    assert nat["SubnetId"] == subnets["showcase-public"]["SubnetId"]
+    for name in ("showcase-public", "showcase-private"):
+        associated = {a.get("SubnetId") for a in tables[name]["Associations"]}
+        assert subnets[name]["SubnetId"] in associated
+
+    groups = {
+        g["GroupName"]: g
+        for g in ec2.describe_security_groups()["SecurityGroups"]
+        if g["GroupName"] != "default"
+    }
+    names = {g["GroupId"]: name for name, g in groups.items()}
+    assert {name: _ingress(g, names) for name, g in groups.items()} == EXPECTED_INGRESS
+
+    addresses = _by_name(ec2.describe_addresses()["Addresses"])
+    assert sorted(addresses) == ["showcase-kong", "showcase-nat"]
+    assert [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]] == ["showcase"]
+
+    ret, states = _orchestrate(salt_run_cli, "orch.network")
+    assert ret.returncode == 0, _failures(states) or ret
+    assert all(state["result"] is True for state in states.values()), states
+    assert _changes(states) == {}, "a second run changes nothing"
+
+    ret, states = _orchestrate(salt_run_cli, "orch.network_teardown", test=True)
+    assert ret.returncode == 0, ret
+    (state,) = states.values()
+    assert state["result"] is None and state["changes"]["deleted"]["vpc"], state
+
+    ret, states = _orchestrate(salt_run_cli, "orch.network_teardown")
+    assert ret.returncode == 0, ret
+    (state,) = states.values()
+    assert state["result"] is True, state
+    assert _account(ec2) == empty
+
+    ret, states = _orchestrate(salt_run_cli, "orch.network_teardown")
+    (state,) = states.values()
+    assert state["result"] is True and not state["changes"], state
+
+
+def test_seed_layout_gives_the_private_subnet_public_ips_and_the_internet_gateway(
+    aws_env, aws_pillar, salt_run_cli
+):
+    aws_pillar(private_egress="seed")
+    ret, states = _orchestrate(salt_run_cli, "orch.network")
+    assert ret.returncode == 0, _failures(states) or ret
+    ec2 = aws_env.client("ec2")
+    private = _by_name(ec2.describe_subnets()["Subnets"])["showcase-private"]
+    assert private["MapPublicIpOnLaunch"] is True
+    table = _by_name(ec2.describe_route_tables()["RouteTables"])["showcase-private"]
+    assert any(r.get("GatewayId", "").startswith("igw-") for r in table["Routes"])
+    assert ec2.describe_nat_gateways()["NatGateways"] == []
+    _orchestrate(salt_run_cli, "orch.network_teardown")
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"subnets": {"private": {"cidr": "10.0.5.128/25"}}}, "overlap"),
+        ({"subnets": {"public": {"cidr": "10.1.5.0/24"}}}, "outside the VPC"),
+    ],
+)
+def test_bad_cidrs_are_refused_before_anything_is_created(
+    aws_env, aws_pillar, salt_run_cli, overrides, message
+):
+    aws_pillar(**overrides)
+    ret, _ = _orchestrate(salt_run_cli, "orch.network")
+    assert ret.returncode != 0
+    assert message in str(ret.data) + ret.stdout + ret.stderr
+    ec2 = aws_env.client("ec2")
+    assert not [v for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]]
+
+
+def test_missing_public_key_file_fails_that_state_by_name(aws_env, aws_pillar, salt_run_cli):
+    aws_pillar(key_pair={"public_key_path": "/nonexistent/showcase.pub"})
+    ret, states = _orchestrate(salt_run_cli, "orch.network")
+    assert ret.returncode != 0
+    failed = {key: s["comment"] for key, s in states.items() if s["result"] is False}
+    assert len(failed) == 1, failed
+    assert "/nonexistent/showcase.pub" in next(iter(failed.values()))
+    _orchestrate(salt_run_cli, "orch.network_teardown")
+
+
+def test_a_zone_outside_the_region_is_reported_with_the_zones_there(
+    aws_env, aws_pillar, salt_run_cli
+):
+    aws_pillar(zone="eu-west-1z")
+    ret, states = _orchestrate(salt_run_cli, "orch.network")
+    assert ret.returncode != 0
+    comments = " ".join(_failures(states).values())
+    assert "Availability zone 'eu-west-1z' is not available in region eu-west-1" in comments
+    assert "eu-west-1a" in comments
+    _orchestrate(salt_run_cli, "orch.network_teardown")
+
+
+def test_nat_instance_egress_routes_the_private_subnet_through_an_instance(
+    aws_env, aws_pillar, salt_run_cli
+):
+    aws_pillar(private_egress="nat_instance")
+    ret, states = _orchestrate(salt_run_cli, "orch.network")
+    assert ret.returncode == 0, _failures(states) or ret
+    ec2 = aws_env.client("ec2")
+    reservations = ec2.describe_instances(
+        Filters=[{"Name": "tag:Name", "Values": ["showcase-nat"]}]
+    )["Reservations"]
+    (nat,) = [i for r in reservations for i in r["Instances"]]
+    subnets = _by_name(ec2.describe_subnets()["Subnets"])
+    assert nat["SubnetId"] == subnets["showcase-public"]["SubnetId"]
+    assert nat["SourceDestCheck"] is False
+    assert nat.get("PublicIpAddress")
+    table = _by_name(ec2.describe_route_tables()["RouteTables"])["showcase-private"]
+    default = next(r for r in table["Routes"] if r.get("DestinationCidrBlock") == "0.0.0.0/0")
+    assert default["InstanceId"] == nat["InstanceId"]
+    assert subnets["showcase-private"]["MapPublicIpOnLaunch"] is False
+    assert ec2.describe_nat_gateways()["NatGateways"] == []
+
+    ret, states = _orchestrate(salt_run_cli, "orch.network")
+    assert _changes(states) == {}, "a second run changes nothing"
+
+    ret, states = _orchestrate(salt_run_cli, "orch.network_teardown")
+    assert ret.returncode == 0, _failures(states) or ret
+    state = ec2.describe_instances(InstanceIds=[nat["InstanceId"]])["Reservations"][0]
+    assert state["Instances"][0]["State"]["Name"] == "terminated"
+    assert not [v for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]]

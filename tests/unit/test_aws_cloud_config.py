@@ -1,0 +1,93 @@
+"""
+The cloud maps and profiles as salt-cloud reads them: the nodes of each map, their role
+grains (what salt/top.sls targets), and kong made the salt-master only when salt deploys.
+"""
+
+import copy
+import pathlib
+
+import pytest
+import salt.config
+import salt.loader
+import salt.template
+import salt.utils.yaml
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _render_map(name, deploy):
+    opts = copy.deepcopy(salt.config.DEFAULT_MASTER_OPTS)
+    opts.update(deploy=deploy, file_client="local")
+    renderers = salt.loader.render(opts, {})
+    return salt.template.compile_template(
+        str(REPO_ROOT / "cloud.maps.d" / name), renderers, "jinja|yaml", [], []
+    )
+
+
+def _profiles():
+    providers = salt.config.apply_cloud_providers_config(
+        salt.utils.yaml.safe_load((REPO_ROOT / "cloud.providers.d" / "aws.conf").read_text())
+    )
+    return salt.config.apply_vm_profiles_config(
+        providers,
+        salt.utils.yaml.safe_load((REPO_ROOT / "cloud.profiles.d" / "showcase.conf").read_text()),
+    )
+
+
+def _nodes(rendered):
+    return {
+        next(iter(entry)) if isinstance(entry, dict) else entry: profile
+        for profile, entries in rendered.items()
+        for entry in entries
+    }
+
+
+@pytest.mark.parametrize(
+    "name,nodes",
+    [
+        (
+            "default.map",
+            {"kong": "kong", "master": "master", **{f"slave{i}": "slave" for i in range(3)}},
+        ),
+        (
+            "ha.map",
+            {
+                "kong": "kong",
+                **{f"master{i}": "master" for i in range(3)},
+                **{f"slave{i}": "slave" for i in range(3)},
+            },
+        ),
+    ],
+)
+def test_maps_place_every_node_on_its_role_profile(name, nodes):
+    assert _nodes(_render_map(name, deploy=False)) == nodes
+
+
+@pytest.mark.parametrize("deploy", [True, False])
+def test_kong_becomes_the_salt_master_only_when_salt_deploys(deploy):
+    # salt-cloud refuses make_master together with --no-deploy.
+    rendered = _render_map("default.map", deploy=deploy)
+    assert rendered["kong"] == [{"kong": {"make_master": deploy}}]
+
+
+def test_profiles_carry_the_role_grains_and_network_placement():
+    profiles = _profiles()
+    placement = {
+        name: (
+            profiles[name]["grains"]["roles"],
+            profiles[name]["subnet"],
+            profiles[name]["security_groups"],
+            profiles[name]["size"],
+            profiles[name]["image"],
+        )
+        for name in ("kong", "master", "slave")
+    }
+    assert placement == {
+        "kong": (["kong"], "showcase-public", ["kong_sg"], "t2.medium", "centos7"),
+        "master": (["master"], "showcase-private", ["master_sg"], "t2.medium", "centos7"),
+        "slave": (["slave"], "showcase-private", ["slave_sg"], "t2.medium", "centos7"),
+    }
+    for name in ("master", "slave"):
+        assert profiles[name]["ssh_interface"] == "private_ips"
+        assert profiles[name]["ssh_gateway_node"] == "kong"
+    assert profiles["kong"]["eip"] == "showcase-kong"
