@@ -26,7 +26,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from simulators.base import (
     Abort,

@@ -23,7 +23,6 @@ import logging
 import math
 import re
 import threading
-import time
 import urllib.parse
 from collections import defaultdict
 from dataclasses import dataclass, field

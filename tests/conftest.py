@@ -10,6 +10,7 @@ test directory shares them.
 
 import os
 import pathlib
+import sys
 
 import pytest
 import salt._logging.impl
@@ -17,6 +18,10 @@ import salt.utils.yaml
 from saltfactories.plugins.event_listener import EventListener
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# The Salt loader puts salt/_utils (and, for engines, salt/_engines) on sys.path for the
+# modules it loads; unit tests import those modules the same way.
+sys.path[:0] = [str(REPO_ROOT / "salt" / "_utils"), str(REPO_ROOT / "salt" / "_engines")]
 
 pytest_plugins = sorted(
     f"tests.fixtures.{path.stem}"

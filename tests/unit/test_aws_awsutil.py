@@ -5,17 +5,14 @@ other errors name the operation and region, a missing profile says how to fix it
 """
 
 import http.server
-import pathlib
-import sys
 import threading
 from unittest import mock
 
 import botocore.retries.standard
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "salt" / "_utils"))
 
-import awsutil  # noqa: E402 - salt/_utils is on sys.path only for the loader
+import awsutil
 
 ERROR = (
     '<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'

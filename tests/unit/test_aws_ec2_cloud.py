@@ -8,7 +8,6 @@ fails half way. SSH itself is never attempted (``deploy_script`` is replaced).
 import copy
 import importlib.util
 import pathlib
-import sys
 from unittest import mock
 
 import boto3
@@ -19,9 +18,8 @@ from moto import mock_aws
 from salt.exceptions import SaltCloudConfigError, SaltCloudNotFound, SaltCloudSystemExit
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT / "salt" / "_utils"))
 
-import awsutil  # noqa: E402 - salt/_utils is on sys.path only for the loader
+import awsutil
 
 CLUSTER = "showcase"
 # Images registered in moto are owned by its default account.

@@ -5,12 +5,10 @@ The aws_network states' decisions, loader-mocked: (current AWS object, arguments
 
 import importlib.util
 import pathlib
-import sys
 
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT / "salt" / "_utils"))
 
 
 def _load(kind):

@@ -1,16 +1,13 @@
 """httpclientutil: retries, error messages and counters, with the network replaced by a script."""
 
 import json
-import pathlib
-import sys
 
 import pytest
 import requests
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "salt" / "_utils"))
 
-import httpclientutil  # noqa: E402 - lives in salt/_utils, put on sys.path by the loader
-from httpclientutil import HTTPClient, HTTPRequestError, NotFoundError, UnreachableError  # noqa: E402
+import httpclientutil
+from httpclientutil import HTTPClient, HTTPRequestError, NotFoundError, UnreachableError
 
 URL = "http://registry.test:8500"
 

@@ -1,15 +1,12 @@
 """registrationutil: specs, snapshot, plan and apply, without any server."""
 
-import pathlib
-import sys
 import threading
 
 import pytest
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "salt" / "_utils"))
 
-import registrationutil as reg  # noqa: E402 - lives in salt/_utils, put on sys.path by the loader
+import registrationutil as reg
 
 OWNER = reg.Owner("showcase", "pillar")
 ENGINE = reg.Owner("showcase", "marathon")

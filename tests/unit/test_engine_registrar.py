@@ -1,0 +1,308 @@
+"""The registrar's decisions: which services to converge, with which instances, from what."""
+
+
+import pytest
+from salt.exceptions import SaltInvocationError
+
+
+import httpclientutil
+import marathon_registrar
+import registrationutil
+from registrationutil import CONSUL_SERVICE, VULCAND_SERVER, Owner, Ref
+
+OWNER = Owner("test", marathon_registrar.SOURCE)
+UUID = "4f1c3a52-7714-11e7-a55c-5ecf1c4671f6"
+
+
+def app(app_id, service, port=10000, tasks=(), **labels):
+    return {
+        "id": app_id,
+        "labels": {"registry.service": service, "registry.port": str(port), **labels},
+        "healthChecks": [],
+        "tasks": [
+            {"id": f"{app_id.strip('/')}.instance-{number}-{UUID}._app.1", "host": "10.0.12.5",
+             "ports": [50000 + number], "state": "TASK_RUNNING"}
+            for number in tasks
+        ],
+    }
+
+
+def instance(app_id, number):
+    return f"{app_id.strip('/')}.instance-{number}-{UUID}"
+
+
+class FakeMarathon:
+    def __init__(self, apps):
+        self.apps = {entry["id"]: entry for entry in apps}
+        self.calls = []
+        self.failure = None
+
+    def list_apps(self, label=None):
+        self.calls.append(("list_apps", label))
+        self._maybe_fail()
+        return list(self.apps.values())
+
+    def get_app(self, app_id):
+        self.calls.append(("get_app", app_id))
+        self._maybe_fail()
+        if app_id not in self.apps:
+            raise httpclientutil.NotFoundError("marathon", "GET", app_id, 404, "no such app")
+        return self.apps[app_id]
+
+    def _maybe_fail(self):
+        if self.failure:
+            raise self.failure
+
+
+class Recorder:
+    """Stands in for the registries: a fixed snapshot, and every plan applied."""
+
+    def __init__(self, objects=None):
+        self.snapshot = registrationutil.Snapshot(OWNER, dict(objects or {}))
+        self.plans = []
+        self.snapshot_names = []
+
+    def read_snapshot(self, registries, owner, names=None):
+        assert owner == OWNER
+        self.snapshot_names.append(names)
+        return self.snapshot
+
+    def apply(self, plan, registries, max_workers):
+        self.plans.append(plan)
+        return registrationutil.ApplyResult(done=list(plan.steps))
+
+    def steps(self):
+        return {(str(step.ref), step.action) for plan in self.plans for step in plan.steps}
+
+
+@pytest.fixture
+def recorder(monkeypatch):
+    recorder = Recorder()
+    monkeypatch.setattr(registrationutil, "read_snapshot", recorder.read_snapshot)
+    monkeypatch.setattr(registrationutil, "apply", recorder.apply)
+    return recorder
+
+
+def registrar(marathon, **options):
+    platform = registrationutil.Settings(
+        registries=registrationutil.Registries(None, None, None, marathon=marathon),
+        owner=OWNER,
+        domain="service.consul",
+    )
+    events = []
+    engine = marathon_registrar.Registrar(
+        marathon_registrar.Settings(**options),
+        platform,
+        lambda data, tag: events.append((tag, data)),
+    )
+    return engine, events
+
+
+def test_resync_registers_every_labelled_app_and_merges_apps_sharing_a_service(recorder):
+    marathon = FakeMarathon([
+        app("/web-blue", "web", port=10001, tasks=[1, 2]),
+        app("/web-green", "web", port=10002, tasks=[3]),
+        app("/api", "api", tasks=[]),
+    ])
+    engine, events = registrar(marathon)
+
+    assert engine.resync()
+    steps = recorder.steps()
+    servers = {ref for ref, action in steps if ref.startswith("vulcand server web/")}
+    expected = (("/web-blue", 1), ("/web-blue", 2), ("/web-green", 3))
+    assert servers == {f"vulcand server web/{instance(app_id, n)}" for app_id, n in expected}
+    assert ("consul service api", "create") in steps  # a service with no task yet
+    # The first app id (sorted) gives a shared service its port.
+    listener = next(step for plan in recorder.plans for step in plan.steps
+                    if str(step.ref) == "vulcand listener web")
+    assert listener.new["Address"] == "tcp://0.0.0.0:10001"
+    assert marathon.calls == [("list_apps", "registry.service")]
+    assert recorder.snapshot_names == [None]
+    tags = {tag for tag, _ in events}
+    assert tags >= {"marathon/registrar/change/web", "marathon/registrar/resync"}
+
+
+def test_resync_removes_services_whose_app_is_gone(recorder):
+    recorder.snapshot.objects[Ref(CONSUL_SERVICE, "gone", "gone")] = {"Name": "gone", "Port": 1}
+    recorder.snapshot.objects[Ref(VULCAND_SERVER, "gone", "x")] = {"URL": "http://10.0.0.1:1"}
+    engine, _ = registrar(FakeMarathon([]))
+
+    assert engine.resync()
+    assert recorder.steps() == {
+        ("consul service gone", "delete"),
+        ("vulcand server gone/x", "delete"),
+    }
+
+
+def test_an_app_with_invalid_labels_leaves_its_service_alone(recorder):
+    recorder.snapshot.objects[Ref(CONSUL_SERVICE, "web", "web")] = {"Name": "web", "Port": 1}
+    engine, events = registrar(FakeMarathon([app("/web", "web", port="not-a-port", tasks=[1])]))
+
+    assert engine.resync()
+    assert recorder.steps() == set()
+    invalid = [data for tag, data in events if tag == "marathon/registrar/invalid"]
+    reason = "app /web: label registry.port must be a port number, not 'not-a-port'"
+    assert invalid == [{"app": "/web", "service": "web", "reason": reason}]
+
+
+def test_a_service_name_that_is_no_dns_label_is_reported_and_skipped(recorder):
+    engine, events = registrar(FakeMarathon([app("/web", "Web_App", tasks=[1])]))
+    assert engine.resync()
+    assert recorder.steps() == set()
+    assert [tag for tag, _ in events if tag.endswith("/invalid")] == ["marathon/registrar/invalid"]
+
+
+def test_a_few_changed_apps_are_read_one_by_one_and_converged_alone(recorder):
+    marathon = FakeMarathon([app("/web", "web", tasks=[1]), app("/api", "api", tasks=[2])])
+    engine, _ = registrar(marathon, burst_apps=3)
+
+    assert engine.converge_apps({"/web"})
+    assert marathon.calls == [("get_app", "/web")]
+    assert recorder.snapshot_names == [{"web"}]
+    assert {ref.split()[-1] for ref, _ in recorder.steps()} >= {"web", f"web/{instance('/web', 1)}"}
+    assert not any("api" in ref for ref, _ in recorder.steps())
+
+
+def test_a_burst_of_changed_apps_is_one_listing(recorder):
+    marathon = FakeMarathon([app(f"/app{n}", f"app{n}", tasks=[n]) for n in range(5)])
+    engine, _ = registrar(marathon, burst_apps=3)
+
+    assert engine.converge_apps({f"/app{n}" for n in range(5)})
+    assert marathon.calls == [("list_apps", "registry.service")]
+    assert recorder.snapshot_names == [{f"app{n}" for n in range(5)}]
+
+
+def test_a_deleted_app_deregisters_its_service(recorder):
+    marathon = FakeMarathon([app("/web", "web", tasks=[1])])
+    engine, _ = registrar(marathon)
+    engine.resync()
+    recorder.plans.clear()
+
+    del marathon.apps["/web"]
+    assert engine.converge_apps({"/web"})
+    steps = recorder.steps()
+    assert {
+        ("consul service web", "delete"),
+        (f"vulcand server web/{instance('/web', 1)}", "delete"),
+        ("kong route web", "delete"),
+    } <= steps
+    assert {action for _, action in steps} == {"delete"}
+    assert engine.apps == {}
+
+
+def test_an_app_losing_its_label_deregisters_its_service(recorder):
+    marathon = FakeMarathon([app("/web", "web", tasks=[1])])
+    engine, _ = registrar(marathon)
+    engine.resync()
+    recorder.plans.clear()
+
+    marathon.apps["/web"]["labels"] = {}
+    assert engine.converge_apps({"/web"})
+    assert ("consul service web", "delete") in recorder.steps()
+    assert {action for _, action in recorder.steps()} == {"delete"}
+
+
+def test_between_resyncs_owned_services_converge_from_the_known_snapshot(recorder):
+    marathon = FakeMarathon([app("/web", "web", tasks=[1])])
+    engine, _ = registrar(marathon)
+    engine.resync()
+    recorder.plans.clear()
+
+    marathon.apps["/web"] = app("/web", "web", tasks=[1, 2])
+    assert engine.converge_apps({"/web"})
+    assert recorder.steps() == {(f"vulcand server web/{instance('/web', 2)}", "create")}
+    # A service the engine does not own yet is read afresh: its name may be taken.
+    marathon.apps["/api"] = app("/api", "api", tasks=[3])
+    assert engine.converge_apps({"/api"})
+    assert recorder.snapshot_names == [None, {"api"}]
+
+
+def test_a_failed_write_makes_the_engine_read_the_registries_again(recorder, monkeypatch):
+    marathon = FakeMarathon([app("/web", "web", tasks=[1])])
+    engine, _ = registrar(marathon)
+    engine.resync()
+    monkeypatch.setattr(registrationutil, "apply", lambda plan, registries, max_workers:
+                        registrationutil.ApplyResult(failed=[(plan.steps[0], "HTTP 503")]))
+    marathon.apps["/web"] = app("/web", "web", tasks=[1, 2])
+    assert engine.converge_apps({"/web"}) is False
+    assert engine.converge_apps({"/web"}) is False
+    assert recorder.snapshot_names == [None, {"web"}]
+
+
+def test_marathon_failures_are_reported_and_ask_for_a_retry(recorder):
+    marathon = FakeMarathon([])
+    marathon.failure = httpclientutil.UnreachableError("marathon", "GET", "http://m/v2/apps",
+                                                      message="connection refused")
+    engine, events = registrar(marathon)
+
+    assert engine.resync() is False
+    assert engine.converge_apps({"/web"}) is False
+    errors = [data for tag, data in events if tag == "marathon/registrar/error"]
+    assert [error["stage"] for error in errors] == ["resync", "read apps"]
+    assert "connection refused" in errors[0]["error"]
+    assert recorder.plans == []
+
+
+def test_registry_write_failures_are_reported(recorder, monkeypatch):
+    def failing_apply(plan, registries, max_workers):
+        first, rest = plan.steps[0], plan.steps[1:]
+        return registrationutil.ApplyResult(
+            failed=[(first, "consul: PUT ... HTTP 500")], skipped=[(step, first) for step in rest]
+        )
+
+    monkeypatch.setattr(registrationutil, "apply", failing_apply)
+    engine, events = registrar(FakeMarathon([app("/web", "web", tasks=[1])]))
+
+    assert engine.resync() is False
+    errors = [data["error"] for tag, data in events if tag == "marathon/registrar/error"]
+    assert any("HTTP 500" in error for error in errors)
+
+
+# -- start(): configuration -------------------------------------------------------------------
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """Run start() with a fake Registrar; returns what it was built with."""
+    built = {}
+
+    class FakeRegistrar:
+        def __init__(self, settings, platform, fire, lock=None):
+            built.update(settings=settings, platform=platform, lock=lock)
+
+        def run(self):
+            built["ran"] = True
+
+    config = {"platform:consul:url": "http://consul:8500", "platform:marathon:url": "http://m:8080"}
+    monkeypatch.setattr(marathon_registrar, "Registrar", FakeRegistrar)
+    monkeypatch.setattr(marathon_registrar, "__salt__",
+                        {"config.get": lambda key, default=None: config.get(key, default),
+                         "event.send": lambda tag, data: None}, raising=False)
+    monkeypatch.setattr(marathon_registrar, "__opts__", {"__role": "minion"}, raising=False)
+    return built
+
+
+def test_start_reads_platform_settings_and_engine_options(started):
+    marathon_registrar.start(marathon_url="http://leader:8080", cluster="blue",
+                             resync_interval="10", max_workers=4, lock=True)
+    assert started["ran"]
+    assert started["platform"].registries.marathon.http.base_url == "http://leader:8080"
+    assert started["platform"].registries.consul.http.base_url == "http://consul:8500"
+    assert started["platform"].owner == Owner("blue", "marathon")
+    assert started["settings"].resync_interval == 10.0
+    assert started["settings"].max_workers == 4
+    assert started["lock"].key == "marathon-registrar/blue/leader"
+
+
+def test_start_rejects_unknown_options(started):
+    with pytest.raises(SaltInvocationError, match="unknown option.*resync_intervall"):
+        marathon_registrar.start(resync_intervall=5)
+
+
+def test_on_a_minion_events_go_to_the_master_through_event_send():
+    sent = []
+    fire = marathon_registrar.event_sender(
+        {"__role": "minion"}, {"event.send": lambda tag, data: sent.append((tag, data))}
+    )
+    fire({"service": "web"}, "marathon/registrar/change/web")
+    assert sent == [("marathon/registrar/change/web", {"service": "web"})]
