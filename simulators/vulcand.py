@@ -33,6 +33,7 @@ from simulators.base import (
     Simulator,
     UpstreamError,
     forward,
+    parse_duration,
     json_response,
     route,
     text_response,
@@ -66,26 +67,6 @@ HOST_SETTINGS = {
     "KeyPair": None,
     "OCSP": {"Enabled": False, "Period": "", "Responders": None, "SkipSignatureCheck": False},
 }
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text):
-    """Seconds in a Go duration string such as ``"5s"`` or ``"1m30s"``; ValueError otherwise."""
-    sign, body = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
-    if body == "0":
-        return 0.0
-    position, seconds = 0, 0.0
-    while position < len(body):
-        match = _DURATION_PART.match(body, position)
-        if match is None:
-            raise ValueError(f'time: invalid duration "{text}"')
-        seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        position = match.end()
-    if not body:
-        raise ValueError(f'time: invalid duration "{text}"')
-    return sign * seconds
 
 
 def _merged(defaults, given):

@@ -32,8 +32,7 @@ so it carries exactly the given fields plus the ownership tags of this cluster (
 import urllib.parse
 
 import registrationutil
-from httpclientutil import NotFoundError
-from salt.exceptions import CommandExecutionError, SaltInvocationError
+import statediffutil
 
 __virtualname__ = "kong"
 
@@ -60,29 +59,30 @@ def _expand_url(fields):
     return fields
 
 
-def _differences(current, wanted):
-    """``{field: {"old", "new"}}`` for the ``wanted`` fields ``current`` does not match; nested
-    mappings (plugin ``config``) are compared on the given keys only, since Kong fills in
-    defaults."""
-    changes = {}
-    for key, value in wanted.items():
-        old = current.get(key)
-        if isinstance(value, dict) and isinstance(old, dict):
-            nested = _differences(old, value)
-            if nested:
-                changes[key] = {"old": {k: old.get(k) for k in nested}, "new": {
-                    k: value[k] for k in nested}}
-        elif old != value:
-            changes[key] = {"old": old, "new": value}
-    return changes
+def _target(name, collection, fields, secret_fields=()):
+    """The :class:`statediffutil.Target` of the entity ``name`` of ``collection``."""
+    settings = _settings()
+    kong, owner = settings.registries.kong, settings.owner
+    wanted = {**_expand_url(fields or {}), "tags": owner.kong_tags}
 
+    def read():
+        entity = kong.get(collection, name)
+        return {**entity, "tags": sorted(entity.get("tags") or [])}
 
-def _refuse_foreign(entity, owner, what):
-    if not owner.owns_kong_entity(entity):
-        raise CommandExecutionError(
-            f"{what} exists and is {registrationutil.describe_kong_owner(entity)}: "
-            "refusing to take it over"
-        )
+    def foreign(entity):
+        if entity is None or owner.owns_kong_entity(entity):
+            return None
+        return f"exists and is {registrationutil.describe_kong_owner(entity)}"
+
+    return statediffutil.Target(
+        what=f"Kong {collection}/{name}",
+        read=read,
+        foreign=foreign,
+        wanted={key: value for key, value in wanted.items() if key not in set(secret_fields)},
+        write=lambda current: kong.upsert(
+            collection, name, {**(fields or {}), "tags": owner.kong_tags}),
+        delete=lambda current: kong.delete(collection, name),
+    )
 
 
 def entity_present(name, collection, fields=None, secret_fields=None):
@@ -101,40 +101,8 @@ def entity_present(name, collection, fields=None, secret_fields=None):
         Fields sent when the entity is created but never compared nor reported, because Kong
         does not return them as given (a basic-auth ``password`` is stored hashed)
     """
-    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
-    what = f"Kong {collection}/{name}"
-    secret_fields = set(secret_fields or ())
-    try:
-        settings = _settings()
-        kong = settings.registries.kong
-        wanted = {**_expand_url(fields or {}), "tags": settings.owner.kong_tags}
-        try:
-            current = kong.get(collection, name)
-        except NotFoundError:
-            current = None
-        compared = {key: value for key, value in wanted.items() if key not in secret_fields}
-        if current is None:
-            changes = {"old": None, "new": compared}
-        else:
-            _refuse_foreign(current, settings.owner, what)
-            current = {**current, "tags": sorted(current.get("tags") or [])}
-            changes = _differences(current, compared)
-        if not changes:
-            ret["comment"] = f"{what} is in the correct state"
-            return ret
-        ret["changes"] = changes
-        if __opts__["test"]:
-            ret.update(result=None, comment=f"{what} would be {_verb(current)}")
-            return ret
-        kong.upsert(collection, name, {**(fields or {}), "tags": settings.owner.kong_tags})
-        ret["comment"] = f"{what} has been {_verb(current)}"
-    except (CommandExecutionError, SaltInvocationError) as err:
-        ret.update(result=False, changes={}, comment=str(err))
-    return ret
-
-
-def _verb(current):
-    return "created" if current is None else "updated"
+    return statediffutil.present(
+        name, lambda: _target(name, collection, fields, secret_fields or ()), __opts__["test"])
 
 
 def entity_absent(name, collection):
@@ -147,23 +115,5 @@ def entity_absent(name, collection):
     collection
         The collection path, e.g. ``services``
     """
-    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
-    what = f"Kong {collection}/{name}"
-    try:
-        settings = _settings()
-        kong = settings.registries.kong
-        try:
-            current = kong.get(collection, name)
-        except NotFoundError:
-            ret["comment"] = f"{what} is already absent"
-            return ret
-        _refuse_foreign(current, settings.owner, what)
-        ret["changes"] = {"deleted": name}
-        if __opts__["test"]:
-            ret.update(result=None, comment=f"{what} would be deleted")
-            return ret
-        kong.delete(collection, name)
-        ret["comment"] = f"{what} has been deleted"
-    except (CommandExecutionError, SaltInvocationError) as err:
-        ret.update(result=False, changes={}, comment=str(err))
-    return ret
+    return statediffutil.absent(
+        name, lambda: _target(name, collection, fields=None), __opts__["test"])

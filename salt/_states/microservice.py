@@ -17,7 +17,7 @@ changed or deleted; a name that someone else holds is refused, with nothing writ
         - services: {{ pillar.get('services', {}) | json }}
 
     web is registered:
-      microservice.present:
+      microservice.registered:
         - name: web
         - port: 10000
         - instances:
@@ -86,7 +86,7 @@ def converged(name, services, only=None, deregister=False):
     return _converge(name, desired)
 
 
-def present(name, port, instances=None, domain=None, gateway=True, marathon_app=None):
+def registered(name, port, instances=None, domain=None, gateway=True, marathon_app=None):
     """
     Service ``name`` is registered with exactly ``instances`` (plus, with ``marathon_app``, the
     app's running and healthy tasks).

@@ -51,9 +51,17 @@ class ConsulAPI:
     def get_service(self, service_id):
         return self.http.get(f"/v1/agent/service/{quote(service_id)}")
 
-    def register_service(self, definition):
-        """Upsert a service definition (``ID`` defaults to ``Name``)."""
-        self.http.put("/v1/agent/service/register", json=definition)
+    def register_service(self, definition, replace_existing_checks=False):
+        """Upsert a service definition (``ID`` defaults to ``Name``).
+
+        :param replace_existing_checks: drop the service's checks the definition leaves out
+        """
+        params = {"replace-existing-checks": "true"} if replace_existing_checks else None
+        self.http.put("/v1/agent/service/register", json=definition, params=params)
+
+    def list_checks(self):
+        """``{check_id: check}`` of every check on the agent."""
+        return self.http.get("/v1/agent/checks") or {}
 
     def deregister_service(self, service_id):
         try:
