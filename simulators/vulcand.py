@@ -47,7 +47,7 @@ ID = r"(?P<{}>[^/]+)"
 MIDDLEWARE_TYPES = {"ratelimit", "connlimit", "rewrite", "cbreaker", "trace"}
 DEFAULT_UPSTREAM_TIMEOUT = 30.0
 WATCH_RETRY_SECONDS = 0.2
-RELOAD_COALESCE_SECONDS = 0.05
+RELOAD_QUIET_SECONDS = 0.05
 
 BACKEND_SETTINGS = {
     "Timeouts": {"Read": "", "Dial": "", "TLSHandshake": ""},
@@ -160,6 +160,7 @@ class VulcandSimulator(Simulator):
         self._watch_thread = None
         self._reload_thread = None
         self._stale = threading.Event()  # etcd changed since the proxy's view was built
+        self._activity = threading.Event()  # etcd changed since the reload loop last looked
         self._stopping = threading.Event()
 
     @classmethod
@@ -259,10 +260,23 @@ class VulcandSimulator(Simulator):
         """An API write landed in etcd. Listener sockets must match before the call returns
         (clients send traffic right after creating one); the routing table is rebuilt lazily,
         before the next proxied request, so a burst of writes costs one rebuild, not one each."""
+        self._mark_stale()
         if key.startswith(self._key("listeners")):
-            self.reload()
-        else:
-            self._stale.set()
+            self._open_listeners()
+
+    def _open_listeners(self):
+        """Match the listener sockets to etcd's listener keys alone, without the full rebuild
+        (a cost that grows with everything stored)."""
+        base = self._key("listeners") + "/"
+        with self._config_lock:
+            _, items = self.etcd.get_prefix(base)
+            wanted = {}
+            for key, raw in items.items():
+                try:
+                    wanted[key[len(base):]] = self._listener_port(json.loads(raw))
+                except (ValueError, KeyError, TypeError) as err:
+                    log.warning("vulcand: ignoring invalid %s: %s", key, err)
+            self._sync_listeners({name: port for name, port in wanted.items() if port is not None})
 
     # -- request bodies ------------------------------------------------------------------------
 
@@ -534,7 +548,7 @@ class VulcandSimulator(Simulator):
             if revision < self._config.revision:
                 return  # a newer snapshot is already in place
             self._config = self._parse(revision, items)
-            self._sync_listeners()
+            self._sync_listeners(self._config.listeners)
 
     def _parse(self, revision, items):
         config = _ProxyConfig(revision=revision)
@@ -571,8 +585,8 @@ class VulcandSimulator(Simulator):
             return None
         return int(value["Address"]["Address"].rsplit(":", 1)[1])
 
-    def _sync_listeners(self):
-        wanted = self._config.listeners
+    def _sync_listeners(self, wanted):
+        """Open and close sockets so that they match ``wanted`` ({listener id: port})."""
         for listener_id, listener in list(self._listeners.items()):
             if wanted.get(listener_id) != listener.configured_port:
                 listener.stop()
@@ -597,17 +611,27 @@ class VulcandSimulator(Simulator):
                         break
                     self._watch = self.etcd.watch_prefix(self.prefix + "/", self._config.revision + 1)
                 for _ in self._watch:
-                    self._stale.set()
+                    self._mark_stale()
             except (EtcdError, OSError, http.client.HTTPException) as err:
                 log.debug("vulcand: etcd watch interrupted: %s", err)
             self._stopping.wait(WATCH_RETRY_SECONDS)
 
+    def _mark_stale(self):
+        self._stale.set()
+        self._activity.set()
+
     def _reload_loop(self):
-        """Apply changes made in etcd by anyone (listeners included), coalescing bursts."""
+        """Apply changes made in etcd by anyone (listeners included) once etcd has been quiet
+        for a moment: a burst of writes costs one rebuild at its end, not one per interval
+        (proxied requests rebuild on demand meanwhile)."""
         while not self._stopping.is_set():
             self._stale.wait()
-            if self._stopping.wait(RELOAD_COALESCE_SECONDS):
-                break
+            while True:
+                self._activity.clear()
+                if self._stopping.wait(RELOAD_QUIET_SECONDS):
+                    return
+                if not self._activity.is_set():
+                    break
             self._refresh()
 
     def _refresh(self):
