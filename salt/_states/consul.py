@@ -10,8 +10,9 @@ Marathon engine's) is never changed nor deregistered.
 
 ``checks`` are the service's whole set of checks when given: each is compared on the fields
 given (``Status``, only an initial status, is never compared), checks not listed are removed.
-Give durations as Consul reports them (``10s``, ``1m0s``). A check without ``CheckID`` gets the
-one Consul assigns: ``service:<name>``, or ``service:<name>:<n>`` (from 1) when there are
+Durations compare as the agent reports them (Go's form: ``1m`` is read back as ``1m0s``), so
+any spelling of the same duration is no drift. A check without ``CheckID`` gets the one Consul
+assigns: ``service:<name>``, or ``service:<name>:<n>`` (from 1) when there are
 several.
 
 .. code-block:: yaml
@@ -40,6 +41,8 @@ mode as in a real run.
 .. versionadded:: 0.1.0
 """
 
+import re
+
 import registrationutil
 import statediffutil
 from salt.exceptions import SaltInvocationError
@@ -52,6 +55,11 @@ KEPT_FIELDS = ("Tags", "Meta", "Port", "Address", "Weights", "EnableTagOverride"
                "TaggedAddresses", "Kind", "Proxy", "Connect")
 # A check's fields that are read back as written (the rest sit in its "Definition").
 CHECK_TOP_FIELDS = ("CheckID", "Name", "Notes")
+# Check fields holding Go durations, which the agent reports in Go's canonical form.
+CHECK_DURATION_FIELDS = ("Interval", "Timeout", "TTL", "DeregisterCriticalServiceAfter")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|ms|s|m|h)")
+_NANOSECONDS = {"ns": 1, "us": 10**3, "\u00b5s": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
+                "h": 3600 * 10**9}
 
 
 def __virtual__():
@@ -67,6 +75,31 @@ def _check_ids(name, checks):
         return [{"CheckID": f"service:{name}", **checks[0]}]
     return [{"CheckID": f"service:{name}:{position}", **check}
             for position, check in enumerate(checks, start=1)]
+
+
+def _decimal(number):
+    return f"{number:.9f}".rstrip("0").rstrip(".")
+
+
+def go_duration(value):
+    """``value`` as Go's ``time.Duration.String()`` writes it (``1m`` -> ``1m0s``, ``0.5s`` ->
+    ``500ms``), the form the agent reports; anything that is not a duration comes back as is."""
+    if not isinstance(value, str):
+        return value
+    parts = _DURATION_PART.findall(value)
+    if not parts or "".join(number + unit for number, unit in parts) != value:
+        return value
+    nanoseconds = round(sum(float(number) * _NANOSECONDS[unit] for number, unit in parts))
+    if nanoseconds < 10**9:
+        for unit in ("ms", "\u00b5s", "ns"):
+            if nanoseconds >= _NANOSECONDS[unit] or unit == "ns":
+                return _decimal(nanoseconds / _NANOSECONDS[unit]) + (unit if nanoseconds else "s")
+    hours, rest = divmod(nanoseconds, _NANOSECONDS["h"])
+    minutes, rest = divmod(rest, _NANOSECONDS["m"])
+    text = f"{hours}h" if hours else ""
+    if hours or minutes:
+        text += f"{minutes}m"
+    return text + _decimal(rest / _NANOSECONDS["s"]) + "s"
 
 
 def _check_view(check):
@@ -106,6 +139,9 @@ def _target(name, port=None, address=None, tags=None, meta=None, checks=None):
     if tags is not None:
         wanted["Tags"] = list(tags)
     definitions = _check_ids(name, checks) if checks is not None else None
+    if definitions is not None:
+        definitions = [{key: go_duration(value) if key in CHECK_DURATION_FIELDS else value
+                        for key, value in check.items()} for check in definitions]
     if definitions is not None:
         # A check's Status only seeds a new check: the agent reports its latest result.
         wanted["Checks"] = [{key: value for key, value in check.items() if key != "Status"}

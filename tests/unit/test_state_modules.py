@@ -255,6 +255,12 @@ CONSUL_CASES = [
              "service:web:1": consul_check("service:web:1", **HTTP_CHECK),
              "service:web:2": consul_check("service:web:2", TTL="15s")})}, True, {},
          "Consul service web is in the correct state"),
+    case("durations-compare-as-the-agent-reports-them", "consul", "service_registered",
+         {"name": "web", "checks": [{**HTTP_CHECK, "Interval": "60s", "Timeout": "1m"}]},
+         lambda: {"consul": FakeConsul({"web": OURS}, {
+             "service:web": consul_check("service:web", **{**HTTP_CHECK, "Interval": "1m0s",
+                                                          "Timeout": "1m0s"})})}, True, {},
+         "Consul service web is in the correct state"),
     case("refuses-a-service-salt-did-not-register", "consul", "service_registered",
          {"name": "web", "port": 10000},
          lambda: {"consul": FakeConsul({"web": consul_service(Port=10000)})}, False, {},
@@ -467,3 +473,12 @@ def test_a_deletion_that_does_not_take_fails():
     ret = statediffutil.absent("x", lambda: target, test=False)
     assert ret == {"name": "x", "result": False, "changes": {},
                    "comment": "thing was deleted but still exists"}
+
+
+@pytest.mark.parametrize(("given", "reported"), [
+    ("10s", "10s"), ("1m", "1m0s"), ("90s", "1m30s"), ("1h", "1h0m0s"), ("2h30m", "2h30m0s"),
+    ("0.5s", "500ms"), ("1500us", "1.5ms"), ("1.5s", "1.5s"), ("0s", "0s"),
+    ("soon", "soon"), (10, 10),
+])
+def test_check_durations_take_the_form_consul_reports(given, reported):
+    assert STATES["consul"].go_duration(given) == reported
