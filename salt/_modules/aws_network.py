@@ -512,6 +512,13 @@ def _permissions(rules):
     return permissions
 
 
+def _change_ingress(operation, group_id, rules, profile, region):
+    if rules:
+        awsutil.call(
+            _ec2(profile, region), operation, GroupId=group_id, IpPermissions=_permissions(rules)
+        )
+
+
 def authorize_ingress(group_id, rules, profile=None, region=None):
     """
     Add ingress rules, given as ``(protocol, from_port, to_port, source)`` tuples.
@@ -522,13 +529,7 @@ def authorize_ingress(group_id, rules, profile=None, region=None):
 
         salt-call aws_network.authorize_ingress sg-0123 '[["tcp", 22, 22, "198.51.100.7/32"]]'
     """
-    if rules:
-        awsutil.call(
-            _ec2(profile, region),
-            "authorize_security_group_ingress",
-            GroupId=group_id,
-            IpPermissions=_permissions(rules),
-        )
+    _change_ingress("authorize_security_group_ingress", group_id, rules, profile, region)
 
 
 def revoke_ingress(group_id, rules, profile=None, region=None):
@@ -541,13 +542,7 @@ def revoke_ingress(group_id, rules, profile=None, region=None):
 
         salt-call aws_network.revoke_ingress sg-0123 '[["tcp", 22, 22, "0.0.0.0/0"]]'
     """
-    if rules:
-        awsutil.call(
-            _ec2(profile, region),
-            "revoke_security_group_ingress",
-            GroupId=group_id,
-            IpPermissions=_permissions(rules),
-        )
+    _change_ingress("revoke_security_group_ingress", group_id, rules, profile, region)
 
 
 def read_public_key(public_key_path):
