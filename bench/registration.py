@@ -1,32 +1,25 @@
 """Registration benchmark: ``python -m bench.registration [--services 200 --instances 3]``.
 
-Starts the Consul, Kong and vulcand simulators (vulcand on a real etcd), then runs through the
-registration core, exactly as the ``services`` state does (read -> plan -> apply -> verify):
+Starts the Consul, Kong and vulcand simulators (vulcand on a real etcd), each in a process of
+its own, then runs through the registration core, exactly as the ``services`` state does
+(read -> plan -> apply -> verify):
 
 1. a first apply that registers every service with its instances;
-2. a no-op re-apply, which must cost one listing per object type (plus vulcand's per-backend
-   server lists) and no write.
+2. a no-op re-apply, which must cost one listing per object type (vulcand's servers: one read
+   of its etcd) and no write.
 
 It prints the wall time and the HTTP requests per system of each run.
 """
 
 import argparse
 import contextlib
-import pathlib
-import sys
 import time
 
-from simulators.consul import ConsulSimulator
+import httpclientutil
+import registrationutil
+
+from bench.common import RegistryProcesses, request_summary
 from simulators.etcd import free_port
-from simulators.kong import KongSimulator
-from simulators.vulcand import VulcandSimulator
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "salt" / "_utils"))
-
-import httpclientutil  # noqa: E402 - salt/_utils, as the Salt loader would import it
-import registrationutil  # noqa: E402
-
-SYSTEMS = ("consul", "vulcand", "kong")
 
 
 def desired_services(count, instances, domain):
@@ -52,14 +45,8 @@ def timed_converge(registries, owner, desired, max_workers):
 
 
 def report(label, elapsed, outcome, counts):
-    writes = sum(n for (_, method), n in counts.items() if method != "GET")
-    per_system = "  ".join(
-        f"{system} {sum(n for (name, _), n in counts.items() if name == system):5d}"
-        for system in SYSTEMS
-    )
     changes = len(outcome.applied.done) if outcome.applied else 0
-    print(f"{label:<16} {elapsed:8.3f} s  changes {changes:5d}  requests: {per_system}"
-          f"  (writes {writes})")
+    print(f"{label:<16} {elapsed:8.3f} s  changes {changes:5d}  {request_summary(counts)}")
 
 
 def main(argv=None):
@@ -73,11 +60,7 @@ def main(argv=None):
     domain = registrationutil.DEFAULT_DOMAIN
     owner = registrationutil.Owner(registrationutil.DEFAULT_CLUSTER, "pillar")
     with contextlib.ExitStack() as stack:
-        consul = stack.enter_context(ConsulSimulator())
-        kong = stack.enter_context(KongSimulator())
-        vulcand = stack.enter_context(VulcandSimulator())
-        urls = {"platform:consul:url": consul.url, "platform:vulcand:url": vulcand.url,
-                "platform:kong:admin_url": kong.url}
+        urls = RegistryProcesses(stack).settings()
         registries = registrationutil.Registries.from_config(
             lambda key, default: urls.get(key, default))
         desired = desired_services(options.services, options.instances, domain)
@@ -90,4 +73,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

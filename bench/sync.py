@@ -1,7 +1,8 @@
 """Sync benchmark of the Marathon registrar engine: ``python -m bench.sync``.
 
-Starts the Consul, Kong, vulcand (on a real etcd) and Marathon simulators on loopback and runs
-the engine (``salt/_engines/marathon_registrar.py``) against them, in-process, as Salt would.
+Starts the Consul, Kong and vulcand (on a real etcd) simulators on loopback, each in a process
+of its own as the real servers are, and the Marathon simulator, and runs the engine
+(``salt/_engines/marathon_registrar.py``) against them in this process, as Salt would.
 It prints:
 
 1. latency from a task becoming healthy (Marathon's ``firstSuccess``) to the end of the write
@@ -20,58 +21,36 @@ import argparse
 import contextlib
 import datetime
 import json
-import pathlib
 import statistics
-import sys
 import threading
 import time
 
+import httpclientutil
+import marathon_registrar
+import registrationutil
 import requests
 
+from bench.common import RegistryProcesses, request_summary, simulator_process
 from simulators.base import JSON_TYPE, Response, Simulator, route
-from simulators.consul import ConsulSimulator
 from simulators.etcd import free_port
-from simulators.kong import KongSimulator
 from simulators.marathon import MarathonSimulator
-from simulators.vulcand import VulcandSimulator
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO_ROOT / "salt" / "_utils"), str(REPO_ROOT / "salt" / "_engines")]
-
-import httpclientutil  # noqa: E402 - salt/_utils and _engines, as the Salt loader imports them
-import marathon_registrar  # noqa: E402
-import registrationutil  # noqa: E402
-
-SYSTEMS = ("marathon", "consul", "vulcand", "kong")
 TIMEOUT = 30
 SERVER_CHANGE = "vulcand server "
 
 
-class Registries:
-    """Consul, Kong and vulcand simulators, shared by every phase."""
+class Registries(RegistryProcesses):
+    """Consul, Kong and vulcand simulators in processes of their own."""
 
-    def __init__(self, stack):
-        self.consul = stack.enter_context(ConsulSimulator())
-        self.kong = stack.enter_context(KongSimulator(resolve={"*.service.consul": "127.0.0.1"}))
-        self.vulcand = stack.enter_context(VulcandSimulator())
-
-    def platform(self, marathon):
-        settings = {
-            "platform:consul:url": self.consul.url,
-            "platform:vulcand:url": self.vulcand.url,
-            "platform:kong:admin_url": self.kong.admin_url,
-            "platform:marathon:url": marathon.url,
-        }
+    def platform(self, marathon_url):
+        settings = {**self.settings(), "platform:marathon:url": marathon_url}
         return registrationutil.configured(
             lambda key, default=None: settings.get(key, default), marathon_registrar.SOURCE
         )
 
-    def reset(self):
-        for sim in (self.consul, self.kong, self.vulcand):
-            sim.reset()
-
     def servers(self, service):
-        reply = requests.get(f"{self.vulcand.url}/v2/backends/{service}/servers", timeout=TIMEOUT)
+        reply = requests.get(f"{self.vulcand['url']}/v2/backends/{service}/servers",
+                             timeout=TIMEOUT)
         return {server["Id"] for server in reply.json().get("Servers") or []} if reply.ok else set()
 
 
@@ -102,7 +81,7 @@ class RunningEngine:
         self.thread.join(TIMEOUT)
 
 
-def create_app(marathon, app_id, instances, health_checks):
+def create_app(marathon_url, app_id, instances, health_checks):
     definition = {
         "id": app_id,
         "cmd": "python3 -m simulators.webapp",
@@ -110,7 +89,7 @@ def create_app(marathon, app_id, instances, health_checks):
         "labels": {"registry.service": app_id.strip("/"), "registry.port": str(free_port())},
         "healthChecks": [{"protocol": "HTTP", "path": "/health"}] if health_checks else [],
     }
-    requests.post(f"{marathon.url}/v2/apps", json=definition, timeout=TIMEOUT).raise_for_status()
+    requests.post(f"{marathon_url}/v2/apps", json=definition, timeout=TIMEOUT).raise_for_status()
 
 
 def scale(marathon, app_id, instances):
@@ -162,7 +141,7 @@ def percentile(values, fraction):
 def latency(marathon, registries, engine, app_ids, tasks):
     """Healthy -> registered, for the tasks of new apps and for tasks added by a scale-up."""
     for app_id in app_ids:
-        create_app(marathon, app_id, 1, health_checks=True)
+        create_app(marathon.url, app_id, 1, health_checks=True)
         time.sleep(0.25)  # one new app at a time: this phase measures latency, not throughput
     wait_for(lambda: converged(marathon, registries, app_ids, 1), "the new apps' tasks")
     first = set(engine.registered_at)
@@ -266,7 +245,7 @@ class EventFirehose(Simulator):
 def event_rate(marathon, registries, app_ids, rate, seconds, workers):
     """Events per second the engine follows: all received, and the work they ask for done."""
     with EventFirehose(marathon, app_ids) as firehose:
-        engine = RunningEngine(registries.platform(firehose), max_workers=workers)
+        engine = RunningEngine(registries.platform(firehose.url), max_workers=workers)
         wait_for(lambda: engine.registrar.resyncs, "the engine's first resync")
         httpclientutil.REQUEST_COUNTER.reset()
         firehose.fire(rate, seconds)
@@ -284,10 +263,12 @@ def event_rate(marathon, registries, app_ids, rate, seconds, workers):
 
 
 def full_resync(registries, app_count, tasks, workers):
-    with MarathonSimulator(backed_tasks=False, staging_seconds=0.01) as marathon:
+    with simulator_process("marathon", "--unbacked-tasks", "--staging-seconds", "0.01") as urls:
+        marathon = urls["url"]
         for index in range(app_count):
             create_app(marathon, f"/app{index}", tasks, health_checks=False)
-        marathon.wait_for_deployments(120)
+        wait_for(lambda: not requests.get(f"{marathon}/v2/deployments", timeout=TIMEOUT).json(),
+                 "the apps' deployments")
         registrar = marathon_registrar.Registrar(
             marathon_registrar.Settings(max_workers=workers), registries.platform(marathon),
             lambda data, tag: None,
@@ -298,14 +279,9 @@ def full_resync(registries, app_count, tasks, workers):
             if not registrar.resync():
                 raise SystemExit(f"resync failed ({label})")
             elapsed = time.perf_counter() - started
-            counts = httpclientutil.REQUEST_COUNTER.snapshot()
-            writes = sum(n for (_, method), n in counts.items() if method != "GET")
-            per_system = "  ".join(
-                f"{system} {sum(n for (name, _), n in counts.items() if name == system)}"
-                for system in SYSTEMS
-            )
+            summary = request_summary(httpclientutil.REQUEST_COUNTER.snapshot())
             print(f"full resync, {app_count} apps x {tasks} tasks, {label}: {elapsed:.2f} s, "
-                  f"requests: {per_system} (writes {writes})")
+                  f"{summary}")
 
 
 def main(argv=None):
@@ -326,7 +302,7 @@ def main(argv=None):
         marathon = stack.enter_context(
             MarathonSimulator(health_interval_seconds=0.05, heartbeat_seconds=1.0)
         )
-        engine = RunningEngine(registries.platform(marathon),
+        engine = RunningEngine(registries.platform(marathon.url),
                                resync_interval=options.resync_interval, max_workers=options.workers)
         stack.callback(engine.stop)
         app_ids = [f"/lat{index}" for index in range(options.latency_apps)]
@@ -335,8 +311,8 @@ def main(argv=None):
         engine.stop()
         event_rate(marathon, registries, app_ids, options.event_rate, options.event_seconds,
                    options.workers)
-        registries.reset()
-        full_resync(registries, options.apps, options.tasks, options.workers)
+    with contextlib.ExitStack() as stack:  # fresh, empty registries
+        full_resync(Registries(stack), options.apps, options.tasks, options.workers)
 
 
 if __name__ == "__main__":

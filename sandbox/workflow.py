@@ -103,7 +103,7 @@ class Workflow:
         return {
             "domain": DOMAIN,
             "consul": {"url": self._url("consul"), "token": ""},
-            "vulcand": {"url": self._url("vulcand")},
+            "vulcand": {"url": self._url("vulcand"), "etcd_url": self._url("vulcand", "etcd")},
             "kong": {"admin_url": self._url("kong", "admin_url")},
             "marathon": {"url": self._url("marathon")},
         }
@@ -134,6 +134,7 @@ class Workflow:
             "marathon_url": platform["marathon"]["url"],
             "consul_url": platform["consul"]["url"],
             "vulcand_url": platform["vulcand"]["url"],
+            "vulcand_etcd_url": platform["vulcand"]["etcd_url"],
             "kong_admin_url": platform["kong"]["admin_url"],
             "domain": DOMAIN,
             "resync_interval": 10,

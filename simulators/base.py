@@ -25,6 +25,7 @@ import http.server
 import json
 import logging
 import re
+import selectors
 import socket
 import threading
 import time
@@ -318,29 +319,46 @@ class Simulator:
         self._counts_lock = threading.Lock()
         self._server = None
         self._thread = None
+        self._waker = self._wake_receiver = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self):
         self._server = _Server((LOOPBACK, self.port), self)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            # A short poll keeps stop() quick: shutdown() waits for the loop to notice.
-            target=self._server.serve_forever, args=(0.05,), name=f"{self.name}-sim", daemon=True
-        )
+        self._waker, self._wake_receiver = socket.socketpair()
+        self._thread = threading.Thread(target=self._serve, name=f"{self.name}-sim", daemon=True)
         self._thread.start()
         return self
+
+    def _serve(self):
+        """Accept connections until :meth:`stop` writes to the wake-up socket.
+
+        No polling interval: a vulcand simulator may hold a thousand idle listeners, and
+        ``serve_forever``'s periodic wake-ups would then cost more than the traffic.
+        """
+        self._server.timeout = 0  # handle_request() below only runs when a connection waits
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._server, selectors.EVENT_READ)
+            selector.register(self._wake_receiver, selectors.EVENT_READ)
+            while True:
+                for key, _ in selector.select():
+                    if key.fileobj is self._wake_receiver:
+                        return
+                    self._server.handle_request()
 
     def stop(self):
         if self._server is None:
             return
-        self._server.shutdown()
+        self._waker.send(b"x")
+        self._thread.join()
         self._server.server_close()
         # Kept-alive connections would otherwise keep being served after stop().
         with self._server.connections_lock:
             for connection in list(self._server.connections):
                 _shutdown_socket(connection)
-        self._thread.join()
+        self._waker.close()
+        self._wake_receiver.close()
         self._server = self._thread = None
 
     def __enter__(self):

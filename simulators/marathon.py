@@ -784,6 +784,10 @@ class MarathonSimulator(Simulator):
 
     def _converge(self, app, now):
         """One step towards ``instances`` running tasks: finish kills, start staged tasks, launch."""
+        if len(app.tasks) == app.definition["instances"] and all(
+            task.state == "TASK_RUNNING" for task in app.tasks.values()
+        ):
+            return  # settled: the common case, checked cheaply as every tick visits every app
         for task in list(app.tasks.values()):
             if task.state == "TASK_KILLING":
                 self._set_state(app, task, "TASK_KILLED")

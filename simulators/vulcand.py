@@ -33,8 +33,8 @@ from simulators.base import (
     Simulator,
     UpstreamError,
     forward,
-    parse_duration,
     json_response,
+    parse_duration,
     route,
     text_response,
 )
@@ -151,6 +151,7 @@ class VulcandSimulator(Simulator):
         self.etcd = None
         self._config = _ProxyConfig()
         self._config_lock = threading.Lock()  # serialises reloads and listener changes
+        self._listeners_revision = 0  # etcd revision of the latest single listener change
         self._listeners = {}  # listener id -> _Listener
         self._unopened = {}  # listener id -> port it could not bind
         self._round_robin = defaultdict(int)
@@ -199,6 +200,7 @@ class VulcandSimulator(Simulator):
                 listener.stop()
             self._listeners.clear()
             self._config = _ProxyConfig()
+            self._listeners_revision = 0
         if self._own_etcd is not None:
             self._own_etcd.stop()
 
@@ -241,11 +243,17 @@ class VulcandSimulator(Simulator):
                 found.append((rest[0], json.loads(value)))
         return sorted(found, key=lambda item: item[0])
 
-    def _put(self, key, value, ttl=None):
+    def _put(self, key, value, ttl=None, parent=None):
+        """Store ``value`` at ``key``; with ``parent`` (a key), only if that exists, else 404
+        (vulcand checks a server's backend, or a frontend's, before writing)."""
         lease = None
         if ttl:
             lease = self.etcd.grant(max(1, math.ceil(ttl)))
-        self.etcd.put(key, json.dumps(value, separators=(",", ":")), lease=lease)
+        encoded = json.dumps(value, separators=(",", ":"))
+        if parent is None:
+            self.etcd.put(key, encoded, lease=lease)
+        elif not self.etcd.put_if_exists(key, encoded, parent, lease=lease):
+            _fail(404, "Key not found")
         self._changed(key)
 
     def _delete(self, key, subtree=False):
@@ -261,22 +269,22 @@ class VulcandSimulator(Simulator):
         (clients send traffic right after creating one); the routing table is rebuilt lazily,
         before the next proxied request, so a burst of writes costs one rebuild, not one each."""
         self._mark_stale()
-        if key.startswith(self._key("listeners")):
-            self._open_listeners()
+        listeners = self._key("listeners") + "/"
+        if key.startswith(listeners):
+            self._open_listener(key[len(listeners):])
 
-    def _open_listeners(self):
-        """Match the listener sockets to etcd's listener keys alone, without the full rebuild
-        (a cost that grows with everything stored)."""
-        base = self._key("listeners") + "/"
+    def _open_listener(self, listener_id):
+        """Match one listener's socket to its key (a cost that does not grow with the number
+        of listeners or anything else stored)."""
         with self._config_lock:
-            _, items = self.etcd.get_prefix(base)
-            wanted = {}
-            for key, raw in items.items():
-                try:
-                    wanted[key[len(base):]] = self._listener_port(json.loads(raw))
-                except (ValueError, KeyError, TypeError) as err:
-                    log.warning("vulcand: ignoring invalid %s: %s", key, err)
-            self._sync_listeners({name: port for name, port in wanted.items() if port is not None})
+            revision, raw = self.etcd.read(self._key("listeners", listener_id))
+            self._listeners_revision = max(self._listeners_revision, revision)
+            port = None
+            try:
+                port = self._listener_port(json.loads(raw)) if raw is not None else None
+            except (ValueError, KeyError, TypeError) as err:
+                log.warning("vulcand: ignoring invalid listener %s: %s", listener_id, err)
+            self._sync_listener(listener_id, port)
 
     # -- request bodies ------------------------------------------------------------------------
 
@@ -431,8 +439,8 @@ class VulcandSimulator(Simulator):
             _fail(500, f"endpoint url '{url}' is not valid")
         if not server.get("Id"):
             _fail(400, "backend id and server id can not be empty")
-        self._read(self._key("backends", backend_id, "backend"))
-        self._put(self._key("backends", backend_id, "servers", server["Id"]), {"URL": url}, ttl)
+        self._put(self._key("backends", backend_id, "servers", server["Id"]), {"URL": url}, ttl,
+                  parent=self._key("backends", backend_id, "backend"))
         return json_response({"Id": server["Id"], "URL": url})
 
     @route("GET", r"/v2/backends/" + ID.format("backend_id") + "/servers")
@@ -473,14 +481,14 @@ class VulcandSimulator(Simulator):
             Route(str(frontend.get("Route", "")))
         except RouteError:
             _fail(500, f"route should be a valid route expression: {frontend.get('Route', '')}")
-        self._read(self._key("backends", frontend["BackendId"], "backend"))
         value = {
             "Type": "http",
             "BackendId": frontend["BackendId"],
             "Route": frontend["Route"],
             "Settings": _merged(FRONTEND_SETTINGS, frontend.get("Settings")),
         }
-        self._put(self._key("frontends", frontend["Id"], "frontend"), value, ttl)
+        self._put(self._key("frontends", frontend["Id"], "frontend"), value, ttl,
+                  parent=self._key("backends", frontend["BackendId"], "backend"))
         return json_response(self._frontend_view(frontend["Id"], value))
 
     @route("GET", r"/v2/frontends")
@@ -508,9 +516,9 @@ class VulcandSimulator(Simulator):
             _fail(500, f"middleware of type '{middleware.get('Type')}' is not supported")
         if not middleware.get("Id"):
             _fail(400, "frontend id and middleware id can not be empty")
-        self._read(self._key("frontends", frontend_id, "frontend"))
         value = {k: middleware.get(k) for k in ("Type", "Priority", "Middleware")}
-        self._put(self._key("frontends", frontend_id, "middlewares", middleware["Id"]), value, ttl)
+        self._put(self._key("frontends", frontend_id, "middlewares", middleware["Id"]), value, ttl,
+                  parent=self._key("frontends", frontend_id, "frontend"))
         return json_response(self._middleware_view(middleware["Id"], value))
 
     @route("GET", r"/v2/frontends/" + ID.format("frontend_id") + "/middlewares")
@@ -542,13 +550,20 @@ class VulcandSimulator(Simulator):
     # -- configuration snapshot -------------------------------------------------------------------
 
     def reload(self):
-        """Rebuild the proxy's view from etcd and open/close listeners to match."""
+        """Rebuild the proxy's view from etcd and open/close listeners to match.
+
+        Reading and parsing happen outside the lock, so that API writes of listeners do not
+        wait for a rebuild of everything."""
+        revision, items = self.etcd.get_prefix(self.prefix + "/")
+        config = self._parse(revision, items)
         with self._config_lock:
-            revision, items = self.etcd.get_prefix(self.prefix + "/")
             if revision < self._config.revision:
                 return  # a newer snapshot is already in place
-            self._config = self._parse(revision, items)
-            self._sync_listeners(self._config.listeners)
+            self._config = config
+            # A listener written through the API after this read is already open; the watch
+            # brings a newer snapshot, which includes it.
+            if revision >= self._listeners_revision:
+                self._sync_listeners(config.listeners)
 
     def _parse(self, revision, items):
         config = _ProxyConfig(revision=revision)
@@ -587,21 +602,28 @@ class VulcandSimulator(Simulator):
 
     def _sync_listeners(self, wanted):
         """Open and close sockets so that they match ``wanted`` ({listener id: port})."""
-        for listener_id, listener in list(self._listeners.items()):
-            if wanted.get(listener_id) != listener.configured_port:
-                listener.stop()
-                del self._listeners[listener_id]
-        for listener_id, port in wanted.items():
-            if listener_id in self._listeners:
-                continue
-            try:
-                self._listeners[listener_id] = _Listener(self, port).start()
-            except OSError as err:
-                if self._unopened.get(listener_id) != port:  # say it once, not on every reload
-                    log.warning("vulcand: cannot listen on 127.0.0.1:%s for listener %s: %s", port, listener_id, err)
-                self._unopened[listener_id] = port
-            else:
-                self._unopened.pop(listener_id, None)
+        for listener_id in set(self._listeners) | set(wanted):
+            self._sync_listener(listener_id, wanted.get(listener_id))
+
+    def _sync_listener(self, listener_id, port):
+        """Listen for ``listener_id`` on ``port``, or not at all when it is None."""
+        listener = self._listeners.get(listener_id)
+        if listener is not None:
+            if listener.configured_port == port:
+                return
+            listener.stop()
+            del self._listeners[listener_id]
+        if port is None:
+            self._unopened.pop(listener_id, None)
+            return
+        try:
+            self._listeners[listener_id] = _Listener(self, port).start()
+        except OSError as err:
+            if self._unopened.get(listener_id) != port:  # say it once, not on every reload
+                log.warning("vulcand: cannot listen on 127.0.0.1:%s for listener %s: %s", port, listener_id, err)
+            self._unopened[listener_id] = port
+        else:
+            self._unopened.pop(listener_id, None)
 
     def _watch_loop(self):
         while not self._stopping.is_set():

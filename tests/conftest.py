@@ -8,8 +8,10 @@ Fixture modules in tests/fixtures/ (simulators, real etcd, moto) load as plugins
 test directory shares them.
 """
 
+import ipaddress
 import os
 import pathlib
+import socket
 import sys
 
 import pytest
@@ -64,6 +66,30 @@ def pytest_unconfigure(config):
     """Drop the records Salt's deferred log handler still holds: its atexit flush would write
     them to pytest's stderr capture after it closed, burying the summary in tracebacks."""
     salt._logging.impl.shutdown_temp_handler()
+
+
+_LOCAL_NAMES = {"localhost", socket.gethostname(), socket.getfqdn()}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def names_resolve_to_this_machine_only():
+    """Tests talk to loopback only: a lookup of any other name (a platform default such as
+    ``etcd.service.consul`` that a test forgot to override) fails at once instead of asking
+    a DNS server. This covers the test process; the daemons get explicit URLs."""
+    resolve = socket.getaddrinfo
+
+    def local_only(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is not None and name not in _LOCAL_NAMES:
+            try:
+                ipaddress.ip_address(name.split("%")[0])
+            except ValueError:
+                raise socket.gaierror(socket.EAI_NONAME, f"tests resolve no outside names: {name}") from None
+        return resolve(host, *args, **kwargs)
+
+    socket.getaddrinfo = local_only
+    yield
+    socket.getaddrinfo = resolve
 
 
 @pytest.fixture(scope="session")

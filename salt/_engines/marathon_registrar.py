@@ -43,11 +43,13 @@ Configuration (master or minion config)::
 
 Every key is optional:
 
-``marathon_url``, ``consul_url``, ``consul_token``, ``vulcand_url``, ``kong_admin_url``,
-``domain``, ``cluster``
+``marathon_url``, ``consul_url``, ``consul_token``, ``vulcand_url``, ``vulcand_etcd_url``,
+``vulcand_etcd_prefix``, ``kong_admin_url``, ``domain``, ``cluster``
     Connection settings and cluster identity. Each defaults to the ``platform`` setting the
     ``services`` state reads (``config.get``: the daemon's config, then pillar), e.g.
-    ``platform:marathon:url``.
+    ``platform:marathon:url``. A resync reads the servers of every vulcand backend from
+    vulcand's etcd in one request (``vulcand_etcd_url``; ``""`` lists them through vulcand's
+    API instead, one request per backend).
 ``resync_interval`` (30)
     Seconds between full resyncs: the longest a lost event can leave a registration wrong.
 ``health_grace`` (60)
@@ -109,6 +111,8 @@ PLATFORM_OPTIONS = {
     "consul_url": "platform:consul:url",
     "consul_token": "platform:consul:token",
     "vulcand_url": "platform:vulcand:url",
+    "vulcand_etcd_url": "platform:vulcand:etcd_url",
+    "vulcand_etcd_prefix": "platform:vulcand:etcd_prefix",
     "kong_admin_url": "platform:kong:admin_url",
     "domain": "platform:domain",
     "cluster": "platform:cluster",
@@ -144,7 +148,9 @@ def start(lock=False, tag_prefix="marathon/registrar", **options):
         raise SaltInvocationError(f"marathon_registrar: unknown option(s) {', '.join(unknown)}")
 
     def config_get(key, default=None):
-        return overrides.get(key) or __salt__["config.get"](key, default)
+        if key in overrides:
+            return overrides[key]
+        return __salt__["config.get"](key, default)
 
     platform = registrationutil.configured(config_get, SOURCE)
     if lock is True:
@@ -275,7 +281,7 @@ class EventStream:
             if response.status_code != 200:
                 raise StreamRefused(
                     f"GET {response.url} answered HTTP {response.status_code}: "
-                    f"{httpclientutil.server_message(response)}"
+                    f"{httpclientutil.server_message(response.content)}"
                 )
             self._response = response
             if not self.running:

@@ -8,6 +8,7 @@ Each client knows its API's paths, wrappers and paging, and nothing about regist
   by endpoint key, deleted idempotently.
 - :class:`VulcandAPI`: vulcand v2 hosts, backends, servers, frontends and listeners (upserts are
   POSTs by id, so they are safe to retry).
+- :class:`VulcandStore`: vulcand's etcd v3 store, read directly (all servers in one request).
 - :class:`MarathonAPI`: apps with their tasks.
 
 Errors are :mod:`httpclientutil` errors; ``get_*`` methods raise
@@ -15,6 +16,8 @@ Errors are :mod:`httpclientutil` errors; ``get_*`` methods raise
 something was deleted.
 """
 
+import base64
+import json
 import urllib.parse
 
 from httpclientutil import HTTPClient, NotFoundError
@@ -152,6 +155,83 @@ class VulcandAPI:
         except NotFoundError:
             return False
         return True
+
+
+class VulcandStore:
+    """vulcand's etcd v3 store (``vulcand -etcdApiVer=3``), read directly through etcd's JSON
+    gateway: the servers of every backend in one range read, where vulcand's API lists the
+    servers of one backend per request. Only read: writes go through vulcand's API, which
+    validates them.
+
+    :param url: an etcd client URL, e.g. ``http://etcd.service.consul:2379``
+    :param prefix: vulcand's ``-etcdKey`` (keys are ``<prefix>/backends/<id>/backend`` and
+        ``<prefix>/backends/<id>/servers/<server id>``)
+    """
+
+    system = "etcd"
+    PAGE_SIZE = 5000  # keys per range request; later pages are read at the first one's revision
+
+    def __init__(self, url, prefix="/vulcand", **client_options):
+        self.http = HTTPClient(self.system, url, **client_options)
+        self.prefix = prefix.rstrip("/")
+
+    @property
+    def backends_prefix(self):
+        return f"{self.prefix}/backends/"
+
+    def backends_with_servers(self):
+        """``{backend_id: [{"Id", "URL"}]}`` of every stored backend, as of one revision."""
+        base = self.backends_prefix
+        backends, servers = set(), {}
+        for key, value in self._range(base):
+            parts = key[len(base):].split("/")
+            if parts[1:] == ["backend"]:
+                backends.add(parts[0])
+            elif len(parts) == 3 and parts[1] == "servers":
+                servers.setdefault(parts[0], []).append({"Id": parts[2], "URL": _url_of(value)})
+        return {backend: servers.get(backend, []) for backend in backends}
+
+    def _range(self, prefix):
+        """``(key, value)`` of every key under ``prefix``, in pages, all at one revision."""
+        start, end = prefix.encode(), _prefix_end(prefix.encode())
+        revision = None
+        while True:
+            request = {"key": _b64(start), "range_end": _b64(end), "limit": self.PAGE_SIZE}
+            if revision is not None:
+                request["revision"] = revision
+            # A range is a read: safe to retry, though the gateway takes it as a POST.
+            page = self.http.post("/v3/kv/range", json=request, idempotent=True) or {}
+            revision = revision or page.get("header", {}).get("revision")
+            kvs = page.get("kvs") or []
+            for kv in kvs:
+                yield base64.b64decode(kv["key"]).decode(), base64.b64decode(kv.get("value", ""))
+            if not page.get("more") or not kvs:
+                return
+            start = base64.b64decode(kvs[-1]["key"]) + b"\0"
+
+
+def _url_of(stored_server):
+    """The URL of a stored server; None when the value is damaged, so that it gets rewritten."""
+    try:
+        server = json.loads(stored_server)
+    except ValueError:
+        return None
+    return server.get("URL") if isinstance(server, dict) else None
+
+
+def _b64(raw):
+    return base64.b64encode(raw).decode()
+
+
+def _prefix_end(prefix):
+    """The exclusive end of etcd's range of keys that start with ``prefix`` (bytes)."""
+    end = bytearray(prefix)
+    while end and end[-1] == 0xFF:
+        end.pop()
+    if not end:
+        return b"\0"  # etcd's "to the end of the keyspace"
+    end[-1] += 1
+    return bytes(end)
 
 
 class MarathonAPI:

@@ -2,8 +2,11 @@
 The one HTTP client of the project: every registry API (Consul, Kong, vulcand, Marathon) is
 reached through :class:`HTTPClient`.
 
-- One :class:`requests.Session` per client (connection reuse, pool sized for the concurrent
-  writes of the registration core).
+- One urllib3 connection pool per client (connections reused, sized for the concurrent writes
+  of the registration core). urllib3 rather than requests: a registration resync sends
+  thousands of requests, and requests' per-request work (environment, netrc and cookie lookups)
+  costs more than the rest of the client. The proxy environment (``http_proxy``,
+  ``https_proxy``, ``no_proxy``) is read once, when the client is made.
 - Timeouts on every request.
 - Retries with exponential backoff on connection errors, timeouts, 5xx and 429, for idempotent
   requests only (GET, HEAD, PUT, DELETE, and calls the caller marks idempotent, such as
@@ -23,10 +26,11 @@ import json
 import logging
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections import Counter
 
-import requests
-import requests.adapters
+import urllib3
 from salt.exceptions import CommandExecutionError
 
 log = logging.getLogger(__name__)
@@ -95,22 +99,34 @@ class RequestCounter:
 REQUEST_COUNTER = RequestCounter()
 
 
-def server_message(response):
-    """The error text a server put in ``response``, whatever its format.
+def server_message(body):
+    """The error text a server put in the reply ``body`` (bytes), whatever its format.
 
     Kong, vulcand and Marathon answer JSON with a ``message`` (Kong adds the offending
     ``fields``); Consul answers plain text.
     """
+    text = body.decode("utf-8", "replace").strip()
     try:
-        body = response.json()
+        decoded = json.loads(text)
     except ValueError:
-        return response.text.strip()
-    if isinstance(body, dict) and "message" in body:
-        message = str(body["message"])
-        if body.get("fields"):
-            message += f" (fields: {json.dumps(body['fields'], sort_keys=True)})"
+        return text
+    if isinstance(decoded, dict) and "message" in decoded:
+        message = str(decoded["message"])
+        if decoded.get("fields"):
+            message += f" (fields: {json.dumps(decoded['fields'], sort_keys=True)})"
         return message
-    return response.text.strip()
+    return text
+
+
+def _pool_manager(url):
+    """Connection pools for ``url``, through the proxy the environment names for it, if any."""
+    options = {"num_pools": 2, "maxsize": POOL_SIZE, "retries": False}  # retries are ours
+    proxies = urllib.request.getproxies_environment()
+    parsed = urllib.parse.urlsplit(url)
+    proxy = proxies.get(parsed.scheme)
+    if proxy and not urllib.request.proxy_bypass_environment(parsed.hostname or "", proxies):
+        return urllib3.ProxyManager(proxy, **options)
+    return urllib3.PoolManager(**options)
 
 
 class HTTPClient:
@@ -119,7 +135,7 @@ class HTTPClient:
     :param system: the name used in errors and in :data:`REQUEST_COUNTER`, e.g. ``consul``
     :param base_url: prefix of every request path, e.g. ``http://consul.service.consul:8500``
     :param headers: sent with every request (e.g. Consul's ``X-Consul-Token``)
-    :param timeout: ``requests`` timeout, seconds or (connect, read)
+    :param timeout: seconds, or (connect, read) seconds
     :param attempts: tries per idempotent request (1 disables retries)
     :param backoff: seconds before the first retry, doubled for each further one
     """
@@ -137,14 +153,12 @@ class HTTPClient:
             raise CommandExecutionError(f"{system}: no URL configured")
         self.system = system
         self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
+        connect, read = timeout if isinstance(timeout, (tuple, list)) else (timeout, timeout)
+        self.timeout = urllib3.Timeout(connect=connect, read=read)
         self.attempts = max(1, int(attempts))
         self.backoff = backoff
-        self.session = requests.Session()
-        self.session.headers.update(headers or {})
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.headers = {"Accept": "application/json", **(headers or {})}
+        self._pool = _pool_manager(self.base_url)
 
     def get(self, path, **kwargs):
         return self.request("GET", path, **kwargs)
@@ -166,26 +180,34 @@ class HTTPClient:
         cannot be reached, :class:`HTTPRequestError` on any other non-2xx status.
 
         :param path: appended to the base URL; the caller quotes path segments
+        :param json: the body, sent as JSON
+        :param params: query parameters, a mapping or (name, value) pairs
         :param idempotent: whether retries are safe; defaults by method (POST is not)
         """
         method = method.upper()
         url = self.base_url + path
+        if params:
+            url += ("&" if "?" in url else "?") + urllib.parse.urlencode(params, doseq=True)
+        headers, body = self.headers, None
+        if json is not None:
+            headers = {**headers, "Content-Type": "application/json"}
+            body = _dumps(json)
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
         attempts = self.attempts if idempotent else 1
         for attempt in range(1, attempts + 1):
             REQUEST_COUNTER.add(self.system, method)
             try:
-                response = self.session.request(
-                    method, url, json=json, params=params, timeout=self.timeout
+                response = self._pool.request(
+                    method, url, body=body, headers=headers, timeout=self.timeout
                 )
-            except (requests.ConnectionError, requests.Timeout) as err:
+            except urllib3.exceptions.HTTPError as err:
                 if attempt < attempts:
                     self._pause(attempt, method, url, err)
                     continue
                 raise UnreachableError(self.system, method, url, message=_reason(err)) from err
-            if response.status_code in RETRYABLE_STATUSES and attempt < attempts:
-                self._pause(attempt, method, url, f"HTTP {response.status_code}", response)
+            if response.status in RETRYABLE_STATUSES and attempt < attempts:
+                self._pause(attempt, method, url, f"HTTP {response.status}", response)
                 continue
             return self._decode(method, url, response)
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -200,29 +222,34 @@ class HTTPClient:
         time.sleep(delay)
 
     def _decode(self, method, url, response):
-        if response.status_code == 404:
-            raise NotFoundError(self.system, method, url, 404, server_message(response))
-        if not response.ok:
+        if response.status == 404:
+            raise NotFoundError(self.system, method, url, 404, server_message(response.data))
+        if not 200 <= response.status < 300:
             raise HTTPRequestError(
-                self.system, method, url, response.status_code, server_message(response)
+                self.system, method, url, response.status, server_message(response.data)
             )
-        if not response.content:
+        if not response.data:
             return None
         try:
-            return response.json()
+            return json.loads(response.data)
         except ValueError:
-            return response.text
+            return response.data.decode("utf-8", "replace")
 
     def close(self):
-        self.session.close()
+        self._pool.clear()
+
+
+def _dumps(data):
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 def _reason(err):
-    """A one-line reason for a requests exception (their str() nests urllib3 reprs)."""
-    if isinstance(err, requests.Timeout):
+    """A one-line reason for a urllib3 error (their str() nests connection reprs)."""
+    # urllib3 2 derives NewConnectionError (refused, unresolvable...) from its timeout error.
+    if isinstance(err, urllib3.exceptions.TimeoutError) and not isinstance(
+        err, urllib3.exceptions.NewConnectionError
+    ):
         return "timed out"
-    cause = err.args[0] if err.args else err
-    reason = getattr(cause, "reason", cause)
-    text = str(reason)
+    text = str(getattr(err, "reason", None) or err)
     # urllib3 prefixes "<urllib3.connection.HTTPConnection object at 0x...>: " to the cause.
     return text.split(">: ", 1)[-1] if ">: " in text else text

@@ -24,9 +24,11 @@ Stable API (the Marathon engine builds on it)
 
 ``read_snapshot(registries, owner, names=None) -> Snapshot``
     The facts: one listing per object type (Consul services; vulcand hosts, backends, frontends,
-    listeners; Kong services, routes), plus the servers of each owned backend (vulcand has no
-    bulk listing; read concurrently, and only for ``names`` when given). For a single name, its
-    objects are read by name instead, so one service costs the same however many exist.
+    listeners; Kong services, routes), plus the servers of every backend in one read of
+    vulcand's etcd (``platform:vulcand:etcd_url``; vulcand's API has no bulk server listing, so
+    without the store they are listed per owned backend, concurrently, only for ``names`` when
+    given). For a single name, its objects are read by name instead, so one service costs the
+    same however many exist.
 
 ``plan(desired, snapshot, owner, prune_instances=True) -> Plan``
     A pure diff. ``desired`` is ``{name: ServiceSpec or None}``; None means absent. Only owned
@@ -63,12 +65,13 @@ What gets registered for a service ``web`` on port 10000 in domain ``service.con
 
 import concurrent.futures
 import ipaddress
+import queue
 import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import marathonutil
-from apiclientutil import ConsulAPI, KongAPI, MarathonAPI, VulcandAPI
+from apiclientutil import ConsulAPI, KongAPI, MarathonAPI, VulcandAPI, VulcandStore
 from httpclientutil import NotFoundError
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -86,6 +89,9 @@ SETTINGS = {
     "platform:consul:url": "http://consul.service.consul:8500",
     "platform:consul:token": "",
     "platform:vulcand:url": "http://vulcand.service.consul:8182",
+    # vulcand's etcd, read directly for the servers of every backend at once ("" turns it off).
+    "platform:vulcand:etcd_url": "http://etcd.service.consul:2379",
+    "platform:vulcand:etcd_prefix": "/vulcand",
     "platform:kong:admin_url": "http://kong.service.consul:8001",
     "platform:marathon:url": "http://marathon.service.consul:8080",
 }
@@ -357,6 +363,7 @@ class Registries:
     vulcand: VulcandAPI
     kong: KongAPI
     marathon: MarathonAPI = None
+    vulcand_store: VulcandStore = None  # None: servers are listed through vulcand's API
 
     @classmethod
     def from_config(cls, config_get, **client_options):
@@ -368,6 +375,9 @@ class Registries:
             vulcand=VulcandAPI(settings["platform:vulcand:url"], **client_options),
             kong=KongAPI(settings["platform:kong:admin_url"], **client_options),
             marathon=MarathonAPI(settings["platform:marathon:url"], **client_options),
+            vulcand_store=VulcandStore(settings["platform:vulcand:etcd_url"],
+                                       settings["platform:vulcand:etcd_prefix"], **client_options)
+            if settings["platform:vulcand:etcd_url"] else None,
         )
 
 
@@ -385,7 +395,15 @@ class Snapshot:
     claims: dict = field(default_factory=dict)
 
     def service_objects(self, name):
-        return {ref: body for ref, body in self.objects.items() if ref.service == name}
+        return self.by_service({name}).get(name, {})
+
+    def by_service(self, names):
+        """``{name: {Ref: body}}`` of the owner's objects of ``names``, in one pass."""
+        grouped = {}
+        for ref, body in self.objects.items():
+            if ref.service in names:
+                grouped.setdefault(ref.service, {})[ref] = body
+        return grouped
 
     def spec(self, name, domain=DEFAULT_DOMAIN):
         """The :class:`ServiceSpec` the owner's objects of ``name`` describe, or None when the
@@ -417,12 +435,16 @@ def read_snapshot(registries, owner, names=None, max_workers=DEFAULT_MAX_WORKERS
     """Read what exists, concurrently, and sort it into the owner's objects and claims.
 
     Without ``names``, or with more than :data:`SCOPED_READ_MAX` of them: one listing per
-    object type, then the servers of each owned backend (of ``names`` only, when given). For a
-    single name (a ``microservice.*`` call, one Marathon app's event), only its objects are
-    read, by name, so the cost does not grow with everything else that is registered.
+    object type, and the servers of every backend from vulcand's etcd in one read (with no
+    store configured: one listing through the API per owned backend of ``names``). For a single
+    name (a ``microservice.*`` call, one Marathon app's event), only its objects are read, by
+    name, so the cost does not grow with everything else that is registered.
     """
     with concurrent.futures.ThreadPoolExecutor(max_workers) as pool:
-        if names is not None and len(names) <= SCOPED_READ_MAX:
+        scoped = names is not None and len(names) <= SCOPED_READ_MAX
+        store = registries.vulcand_store if not scoped else None
+        stored = pool.submit(store.backends_with_servers) if store is not None else None
+        if scoped:
             listed = _read_by_name(registries, sorted(names), pool)
         else:
             listed = _read_listings(registries, pool)
@@ -431,15 +453,36 @@ def read_snapshot(registries, owner, names=None, max_workers=DEFAULT_MAX_WORKERS
             ref.key for ref in snapshot.objects
             if ref.kind == VULCAND_BACKEND and (names is None or ref.key in names)
         )
-        server_lists = {
-            backend: pool.submit(registries.vulcand.list_servers, backend) for backend in backends
-        }
-        for backend, future in server_lists.items():
-            for server in future.result():
+        if stored is not None:
+            listed_backends = [backend["Id"] for backend in listed[VULCAND_BACKEND]]
+            servers = _stored_servers(store, stored.result(), listed_backends)
+        else:
+            server_lists = {
+                backend: pool.submit(registries.vulcand.list_servers, backend)
+                for backend in backends
+            }
+            servers = {backend: future.result() for backend, future in server_lists.items()}
+        for backend in backends:
+            for server in servers.get(backend, []):
                 snapshot.objects[Ref(VULCAND_SERVER, backend, server["Id"])] = {
                     "URL": server.get("URL"),
                 }
     return snapshot
+
+
+def _stored_servers(store, stored, listed_backends):
+    """The servers read from vulcand's store, once it is clear that the store is vulcand's:
+    a wrong prefix, or a vulcand on etcd v2, would show no backends at all, and registrations
+    would then be rewritten and stale servers kept forever."""
+    if listed_backends and not set(listed_backends) & set(stored):
+        raise CommandExecutionError(
+            f"vulcand's etcd store at {store.http.base_url} holds none of the "
+            f"{len(listed_backends)} backends vulcand lists (looked under "
+            f"{store.backends_prefix}): set platform:vulcand:etcd_prefix to vulcand's -etcdKey "
+            f"(vulcand must run with -etcdApiVer=3), or platform:vulcand:etcd_url to '' to "
+            f"list servers through vulcand's API"
+        )
+    return stored
 
 
 def _read_listings(registries, pool):
@@ -609,6 +652,7 @@ def changes_of(steps):
 def plan(desired, snapshot, owner, prune_instances=True):
     """The :class:`Plan` from ``snapshot`` to ``desired`` (``{name: ServiceSpec or None}``)."""
     result = Plan()
+    current_by_service = snapshot.by_service(set(desired))
     for name in sorted(desired):
         spec = desired[name]
         wanted = desired_objects(spec, owner) if spec is not None else {}
@@ -623,7 +667,7 @@ def plan(desired, snapshot, owner, prune_instances=True):
                 + "; ".join(sorted(taken))
             )
             continue
-        current = snapshot.service_objects(name)
+        current = current_by_service.get(name, {})
         upserts, deletes = [], []
         for ref, body in wanted.items():
             old = current.get(ref)
@@ -766,33 +810,40 @@ def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS):
                 unmet[dependent] = None
                 skip(dependent, cause)
 
+    # Finished writes arrive on a queue: waiting on the set of pending futures instead costs
+    # time in proportion to its size for every completion (quadratic for thousands of steps).
+    finished = queue.SimpleQueue()
     with concurrent.futures.ThreadPoolExecutor(max_workers) as pool:
-        running = {
-            pool.submit(_write, registries, steps[index]): index
-            for index, count in unmet.items() if count == 0
-        }
-        while running:
-            finished, _ = concurrent.futures.wait(
-                running, return_when=concurrent.futures.FIRST_COMPLETED
-            )
-            for future in finished:
-                index = running.pop(future)
-                try:
-                    future.result()
-                except CommandExecutionError as err:
-                    result.failed.append((steps[index], str(err)))
-                    for dependent in dependents[index]:
-                        if unmet[dependent] is not None:
-                            unmet[dependent] = None
-                            skip(dependent, index)
-                    continue
-                done.add(index)
+
+        def start(index):
+            future = pool.submit(_write, registries, steps[index])
+            future.add_done_callback(lambda future: finished.put((index, future)))
+
+        pending = 0
+        for index, count in unmet.items():
+            if count == 0:
+                start(index)
+                pending += 1
+        while pending:
+            index, future = finished.get()
+            pending -= 1
+            try:
+                future.result()
+            except CommandExecutionError as err:
+                result.failed.append((steps[index], str(err)))
                 for dependent in dependents[index]:
-                    if unmet[dependent] is None:
-                        continue
-                    unmet[dependent] -= 1
-                    if unmet[dependent] == 0:
-                        running[pool.submit(_write, registries, steps[dependent])] = dependent
+                    if unmet[dependent] is not None:
+                        unmet[dependent] = None
+                        skip(dependent, index)
+                continue
+            done.add(index)
+            for dependent in dependents[index]:
+                if unmet[dependent] is None:
+                    continue
+                unmet[dependent] -= 1
+                if unmet[dependent] == 0:
+                    start(dependent)
+                    pending += 1
     result.done = [step for index, step in enumerate(steps) if index in done]
     return result
 
@@ -872,7 +923,9 @@ class Settings:
 
 
 def _settings_values(config_get):
-    return {key: config_get(key, default) or default for key, default in SETTINGS.items()}
+    values = {key: config_get(key, default) for key, default in SETTINGS.items()}
+    # A key set to nothing (``url:`` in YAML) takes the default; "" is a value, e.g. no etcd.
+    return {key: SETTINGS[key] if value is None else value for key, value in values.items()}
 
 
 def configured_registries(config_get, cache=None):

@@ -59,7 +59,9 @@ def test_consul_servers_expect_every_master(by_role, cluster_nodes):
             for sid in highstate
             if sid.startswith("Consul service ")
         }
-        assert set(services) == {"mesos", "marathon", "zookeeper", "vulcand"}
+        assert set(services) == {"mesos", "marathon", "zookeeper", "vulcand", "etcd"}
+        etcd_check = services["etcd"]["dataset"]["service"]["checks"][0]
+        assert etcd_check["http"] == f"http://{node.address}:2379/health"
         mesos_check = services["mesos"]["dataset"]["service"]["checks"][0]
         assert mesos_check["http"] == f"http://{node.address}:5050/health"
         assert services["zookeeper"]["dataset"]["service"]["checks"][0]["tcp"] == f"{node.address}:2181"

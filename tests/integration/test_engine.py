@@ -34,7 +34,7 @@ def platform(consul_clean, kong_clean, vulcand_clean, marathon_clean):
     settings = {
         "platform:consul:url": consul_clean.url,
         "platform:consul:token": consul_clean.token or "",
-        "platform:vulcand:url": vulcand_clean.url,
+        **vulcand_clean.flat_settings(),
         "platform:kong:admin_url": kong_clean.admin_url,
         "platform:marathon:url": marathon_clean.url,
         "platform:cluster": "enginetest",
@@ -421,7 +421,7 @@ def test_legacy_task_ids_are_registered_too(consul_clean, kong_clean, vulcand_cl
         settings = {
             "platform:consul:url": consul_clean.url,
             "platform:consul:token": consul_clean.token or "",
-            "platform:vulcand:url": vulcand_clean.url,
+            **vulcand_clean.flat_settings(),
             "platform:kong:admin_url": kong_clean.admin_url,
             "platform:marathon:url": legacy.url,
             "platform:cluster": "enginetest",

@@ -25,6 +25,8 @@ def engine_master(salt_factories, tmp_path_factory, consul, kong, vulcand, marat
                 "consul_url": consul.url,
                 "consul_token": consul.token or "",
                 "vulcand_url": vulcand.url,
+                "vulcand_etcd_url": vulcand.etcd_url,
+                "vulcand_etcd_prefix": vulcand.etcd_prefix,
                 "kong_admin_url": kong.admin_url,
                 "cluster": "saltengine",
                 "resync_interval": 2,

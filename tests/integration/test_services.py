@@ -46,7 +46,7 @@ class Platform:
         self.settings = {
             "cluster": "showcase",
             "consul": {"url": consul.url, "token": consul.token or ""},
-            "vulcand": {"url": vulcand.url},
+            "vulcand": vulcand.settings,
             "kong": {"admin_url": kong.admin_url},
         }
 

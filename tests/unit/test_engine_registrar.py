@@ -294,6 +294,17 @@ def test_start_reads_platform_settings_and_engine_options(started):
     assert started["lock"].key == "marathon-registrar/blue/leader"
 
 
+def test_vulcands_store_defaults_to_the_platforms_etcd_and_empty_turns_it_off(started):
+    marathon_registrar.start()
+    store = started["platform"].registries.vulcand_store
+    assert (store.http.base_url, store.prefix) == ("http://etcd.service.consul:2379", "/vulcand")
+    marathon_registrar.start(vulcand_etcd_url="http://127.0.0.1:2379", vulcand_etcd_prefix="/v/")
+    store = started["platform"].registries.vulcand_store
+    assert (store.http.base_url, store.prefix) == ("http://127.0.0.1:2379", "/v")
+    marathon_registrar.start(vulcand_etcd_url="")
+    assert started["platform"].registries.vulcand_store is None
+
+
 def test_start_rejects_unknown_options(started):
     with pytest.raises(SaltInvocationError, match="unknown option.*resync_intervall"):
         marathon_registrar.start(resync_intervall=5)

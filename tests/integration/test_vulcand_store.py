@@ -1,0 +1,143 @@
+"""Reading vulcand's servers from its etcd v3 store: the same facts as vulcand's API, in one
+request however many backends there are, and a clear refusal when the store is not vulcand's.
+
+Against the vulcand simulator on a real etcd, or a real vulcand (``VULCAND_URL``) with its
+store (``VULCAND_ETCD_URL``, ``VULCAND_ETCD_PREFIX``; these tests skip without it).
+"""
+
+import json
+
+import httpclientutil
+import pytest
+import registrationutil as reg
+import requests
+from apiclientutil import VulcandStore
+from salt.exceptions import CommandExecutionError
+
+OWNER = reg.Owner("storetest", "pillar")
+TIMEOUT = 10
+
+
+@pytest.fixture
+def vulcand_with_store(vulcand_clean):
+    if not vulcand_clean.etcd_url:
+        pytest.skip("needs vulcand's etcd store (set VULCAND_ETCD_URL for a real vulcand)")
+    return vulcand_clean
+
+
+def registries(vulcand, consul, kong, etcd_url=None, etcd_prefix=None):
+    settings = {
+        "platform:consul:url": consul.url,
+        "platform:consul:token": consul.token or "",
+        "platform:kong:admin_url": kong.admin_url,
+        **vulcand.flat_settings(),
+    }
+    if etcd_url is not None:
+        settings["platform:vulcand:etcd_url"] = etcd_url
+    if etcd_prefix is not None:
+        settings["platform:vulcand:etcd_prefix"] = etcd_prefix
+    return reg.Registries.from_config(lambda key, default: settings.get(key, default))
+
+
+def desired(count):
+    return {
+        f"svc{index}": reg.ServiceSpec(
+            name=f"svc{index}", port=20000 + index,
+            instances={f"svc{index}-{n}": ("10.1.0.1", 31000 + n) for n in range(index % 4)},
+        )
+        for index in range(count)
+    }
+
+
+def post(vulcand, path, body):
+    requests.post(f"{vulcand.url}{path}", json=body, timeout=TIMEOUT).raise_for_status()
+
+
+def test_servers_of_every_backend_in_one_read_and_paged_at_one_revision(
+    vulcand_with_store, monkeypatch
+):
+    vulcand = vulcand_with_store
+    post(vulcand, "/v2/backends", {"Backend": {"Id": "empty", "Type": "http"}})
+    for backend in ("b1", "b10"):  # b1 is a prefix of b10: neither may see the other's servers
+        post(vulcand, "/v2/backends", {"Backend": {"Id": backend, "Type": "http"}})
+        for index in range(3):
+            post(vulcand, f"/v2/backends/{backend}/servers",
+                 {"Server": {"Id": f"{backend}-s{index}", "URL": f"http://10.0.0.{index}:80"}})
+    expected = {
+        backend: requests.get(f"{vulcand.url}/v2/backends/{backend}/servers",
+                              timeout=TIMEOUT).json()["Servers"]
+        for backend in ("empty", "b1", "b10")
+    }
+    store = VulcandStore(vulcand.etcd_url, vulcand.etcd_prefix)
+    httpclientutil.REQUEST_COUNTER.reset()
+    assert store.backends_with_servers() == expected
+    assert httpclientutil.REQUEST_COUNTER.snapshot() == {("etcd", "POST"): 1}
+
+    # Three keys a page: a server added between two pages is not half-seen.
+    monkeypatch.setattr(VulcandStore, "PAGE_SIZE", 3)
+    pages = store._range(store.backends_prefix)
+    first = [next(pages) for _ in range(3)]
+    # b1-z sorts after the first page's last key: read at a later revision, page two has it.
+    post(vulcand, "/v2/backends/b1/servers", {"Server": {"Id": "b1-z", "URL": "http://10.0.0.9:80"}})
+    keys = [key for key, _ in first + list(pages)]
+    assert len(keys) == 3 + 6  # three backend keys and six servers, not b1-z
+    assert not any(key.endswith("b1-z") for key in keys)
+    assert "b1-z" in {server["Id"] for server in store.backends_with_servers()["b1"]}
+
+
+def test_snapshot_from_the_store_equals_the_one_from_the_api_with_a_few_requests(
+    vulcand_with_store, consul_clean, kong_clean
+):
+    through_store = registries(vulcand_with_store, consul_clean, kong_clean)
+    through_api = registries(vulcand_with_store, consul_clean, kong_clean, etcd_url="")
+    assert through_api.vulcand_store is None
+    outcome = reg.converge(through_store, OWNER, desired(12))
+    assert outcome.result is True, outcome.comment()
+
+    httpclientutil.REQUEST_COUNTER.reset()
+    from_store = reg.read_snapshot(through_store, OWNER)
+    store_requests = httpclientutil.REQUEST_COUNTER.by_system()
+    httpclientutil.REQUEST_COUNTER.reset()
+    from_api = reg.read_snapshot(through_api, OWNER)
+    api_requests = httpclientutil.REQUEST_COUNTER.by_system()
+
+    assert from_store.objects == from_api.objects
+    assert from_store.claims == from_api.claims
+    instances = sum(len(spec.instances) for spec in desired(12).values())
+    assert sum(ref.kind == reg.VULCAND_SERVER for ref in from_store.objects) == instances == 18
+    assert store_requests == {"consul": 1, "kong": 2, "vulcand": 4, "etcd": 1}
+    assert api_requests == {"consul": 1, "kong": 2, "vulcand": 4 + 12}
+    assert not reg.plan(desired(12), from_store, OWNER)
+
+
+def test_a_server_whose_stored_value_is_damaged_is_rewritten(
+    vulcand_with_store, consul_clean, kong_clean, etcd
+):
+    if vulcand_with_store.sim is None:
+        pytest.skip("writes vulcand's etcd keys behind its back: simulator only")
+    registry = registries(vulcand_with_store, consul_clean, kong_clean)
+    wanted = desired(2)
+    assert reg.converge(registry, OWNER, wanted).result is True
+    key = f"{vulcand_with_store.etcd_prefix}/backends/svc1/servers/svc1-0"
+    etcd.client.put(key, "{not json")
+    snapshot = reg.read_snapshot(registry, OWNER)
+    assert snapshot.objects[reg.Ref(reg.VULCAND_SERVER, "svc1", "svc1-0")] == {"URL": None}
+    outcome = reg.converge(registry, OWNER, wanted)
+    assert outcome.result is True
+    assert [str(step) for step in outcome.plan.steps] == ["update vulcand server svc1/svc1-0"]
+    assert json.loads(etcd.client.get(key)) == {"URL": "http://10.1.0.1:31000"}
+
+
+def test_a_store_that_is_not_vulcands_is_refused_with_what_to_set(
+    vulcand_with_store, consul_clean, kong_clean
+):
+    registry = registries(vulcand_with_store, consul_clean, kong_clean)
+    assert reg.converge(registry, OWNER, desired(2)).result is True
+    wrong = registries(vulcand_with_store, consul_clean, kong_clean, etcd_prefix="/elsewhere")
+    with pytest.raises(CommandExecutionError) as err:
+        reg.read_snapshot(wrong, OWNER)
+    message = str(err.value)
+    assert "holds none of the 2 backends vulcand lists (looked under /elsewhere/backends/)" in message
+    assert "platform:vulcand:etcd_prefix" in message and "-etcdApiVer=3" in message
+    # One service alone is read by name through the API: the store plays no part.
+    assert reg.read_snapshot(wrong, OWNER, names={"svc1"}).spec("svc1").instances
