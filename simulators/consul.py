@@ -218,9 +218,9 @@ class ConsulSimulator(Simulator):
         return _error(404, "404 page not found")
 
     def method_not_allowed(self, request, allowed):
-        return text_response(
-            f"method {request.method} not allowed", 405, {"Allow": ", ".join(allowed)}
-        )
+        # Consul lists OPTIONS first, then the endpoint's methods in the order it declares them.
+        methods = ["OPTIONS", *sorted(allowed, key=lambda method: ("GET", "PUT", "POST", "DELETE").index(method))]
+        return text_response(f"method {request.method} not allowed", 405, {"Allow": ",".join(methods)})
 
     def handle(self, request):
         response = super().handle(request)

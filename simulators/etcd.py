@@ -222,6 +222,11 @@ class EtcdClient:
         kvs = reply.get("kvs", [])
         return int(reply["header"]["revision"]), _unb64(kvs[0].get("value", "")) if kvs else None
 
+    def revision(self):
+        """The store's current revision (it grows with every change to any key)."""
+        reply = self._call("/v3/kv/range", {"key": _b64("\0"), "count_only": True})
+        return int(reply["header"]["revision"])
+
     def get_prefix(self, prefix):
         """``(revision, {key: value})`` for every key under ``prefix``, read atomically."""
         reply = self._call("/v3/kv/range", _prefix_range(prefix))
@@ -246,7 +251,8 @@ class EtcdClient:
 
 
 class PrefixWatch:
-    """A streaming ``/v3/watch`` on a key prefix; iterate for the revisions of the changes.
+    """A streaming ``/v3/watch`` on a key prefix; iterate for ``(revision, keys changed)`` of
+    each batch of changes.
 
     It owns its socket so that :meth:`close` can interrupt a blocked read from another thread.
     """
@@ -263,7 +269,7 @@ class PrefixWatch:
         self._closed = threading.Event()
 
     def __iter__(self):
-        """Yield the etcd revision of each batch of changes; stops when closed or etcd goes away."""
+        """Yield ``(revision, keys)`` of each batch of changes; stops when closed or etcd goes away."""
         try:
             while not self._closed.is_set():
                 try:
@@ -274,7 +280,8 @@ class PrefixWatch:
                     return
                 result = json.loads(line).get("result", {})
                 if result.get("events"):
-                    yield int(result["header"]["revision"])
+                    keys = [_unb64(event["kv"]["key"]) for event in result["events"]]
+                    yield int(result["header"]["revision"]), keys
         finally:
             self._connection.close()
 

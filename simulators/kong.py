@@ -505,6 +505,7 @@ class KongSimulator(Simulator):
         self.node_id = str(uuid.uuid4())
         self._lock = threading.RLock()
         self._data = {name: {} for name in SCHEMAS}
+        self._unique = {}  # (collection, unique field) -> {value: entity id}
         self._round_robin = {}
 
     @classmethod
@@ -546,6 +547,7 @@ class KongSimulator(Simulator):
         with self._lock:
             for entities in self._data.values():
                 entities.clear()
+            self._unique.clear()
             self._round_robin.clear()
 
     def error(self, status, message):
@@ -831,21 +833,38 @@ class KongSimulator(Simulator):
             entity[name] = {"id": parent["id"]}
 
     def _check_unique(self, schema, entity):
-        others = [e for e in self._data[schema.name].values() if e["id"] != entity["id"]]
         for name, spec in schema.fields.items():
             value = entity.get(name)
-            if spec.unique and value is not None and any(e.get(name) == value for e in others):
+            owner = self._unique.get((schema.name, name), {}).get(value) if spec.unique and value is not None else None
+            if owner is not None and owner != entity["id"]:
                 raise _kong_error(409, 5, "unique constraint violation",
                                   f"UNIQUE violation detected on '{_lua({name: value})}'",
                                   fields={name: value})
         if schema.unique_together:
+            others = [e for e in self._data[schema.name].values() if e["id"] != entity["id"]]
             key = {name: entity.get(name) for name in schema.unique_together}
             if any(all(e.get(name) == value for name, value in key.items()) for e in others):
                 raise _kong_error(409, 5, "unique constraint violation",
                                   f"UNIQUE violation detected on '{_lua(key)}'", fields=key)
 
     def _store(self, schema, entity):
+        previous = self._data[schema.name].get(entity["id"])
+        if previous is not None:
+            self._index(schema, previous, add=False)
         self._data[schema.name][entity["id"]] = entity
+        self._index(schema, entity, add=True)
+
+    def _index(self, schema, entity, add):
+        """Keep the lookup of unique field values (names, usernames, keys) up to date."""
+        for name, spec in schema.fields.items():
+            value = entity.get(name)
+            if not spec.unique or value is None:
+                continue
+            index = self._unique.setdefault((schema.name, name), {})
+            if add:
+                index[value] = entity["id"]
+            elif index.get(value) == entity["id"]:
+                del index[value]
 
     def _delete(self, collection, entity):
         for blocker in BLOCKING_REFERENCES.get(collection, ()):
@@ -862,6 +881,7 @@ class KongSimulator(Simulator):
             for child in list(self._data[dependent].values()):
                 if (child.get(foreign_key) or {}).get("id") == entity["id"]:
                     self._delete(dependent, child)
+        self._index(SCHEMAS[collection], entity, add=False)
         del self._data[collection][entity["id"]]
 
     # -- pagination and tags -----------------------------------------------------------------
@@ -930,6 +950,10 @@ class _Scope:
         else:
             if self.schema.name == "targets":
                 key = _normalise_target(key, {})
+            key_field = self.schema.fields.get(self.schema.endpoint_key)
+            if key_field is not None and key_field.unique:
+                entity = entities.get(self.kong._unique.get((self.schema.name, self.schema.endpoint_key), {}).get(key))
+                return entity if entity is not None and self.contains(entity) else None
             entity = next((e for e in entities.values()
                            if self.schema.endpoint_key and e.get(self.schema.endpoint_key) == key
                            and self.contains(e)), None)

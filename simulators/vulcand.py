@@ -2,8 +2,9 @@
 
 The API (reference §3.1-3.3) keeps every object in etcd exactly where ``vulcand -etcdApiVer=3
 -etcdKey=/vulcand`` keeps it (§3.4), so the platform may equally write etcd itself. API reads go
-to etcd; the proxy works from a snapshot of the prefix that a prefix watch refreshes, so keys that
-someone else writes, or that expire with their lease (server TTLs), take effect as in vulcand.
+to etcd; the proxy works from a snapshot of the prefix, rebuilt when etcd's revision has moved
+since, and a watch on the listener keys opens and closes sockets, so keys that someone else
+writes, or that expire with their lease (server TTLs), take effect as in vulcand.
 
 The proxy opens one HTTP server per listener, always on 127.0.0.1 with the listener's port
 (``0.0.0.0:10001`` listens on ``127.0.0.1:10001``), picks the frontend whose route matches (the
@@ -12,10 +13,11 @@ robin. Like vulcand it answers 404 when no route matches, 502 when the server ca
 (504 on a timeout) and ``empty_backend_status`` when the backend has no servers. It contacts only
 loopback servers: any other URL gets 502 without a connection attempt. Not modelled: https
 listeners (not opened), middlewares' effect on traffic (they are stored and listed), the
-``/v2/top`` statistics, and the sealing of host key pairs.
+``/v2/top`` statistics (always empty), and the sealing of host key pairs. Unlike vulcand, which
+applies a change when its etcd watch delivers it (a few milliseconds later), API writes take
+effect before the reply.
 """
 
-import copy
 import http.client
 import ipaddress
 import json
@@ -65,13 +67,14 @@ FRONTEND_SETTINGS = {
 HOST_SETTINGS = {
     "Default": False,
     "KeyPair": None,
+    "AutoCert": None,
     "OCSP": {"Enabled": False, "Period": "", "Responders": None, "SkipSignatureCheck": False},
 }
 
 
 def _merged(defaults, given):
     """``defaults`` overlaid with ``given`` (recursively), as Go fills a struct's zero values."""
-    result = copy.deepcopy(defaults)
+    result = {key: _merged(value, None) if isinstance(value, dict) else value for key, value in defaults.items()}
     for key, value in (given or {}).items():
         if isinstance(value, dict) and isinstance(result.get(key), dict):
             result[key] = _merged(result[key], value)
@@ -94,8 +97,24 @@ def _is_loopback(hostname):
         return False
 
 
+def _reply(data, status=200):
+    """A JSON reply as vulcand sends every one, errors included."""
+    return json_response(data, status, content_type="application/json; charset=utf-8")
+
+
 def _fail(status, message):
-    raise Abort(json_response({"message": message}, status, content_type="application/json; charset=utf-8"))
+    raise Abort(_reply({"message": message}, status))
+
+
+def _go_value(value):
+    """``value`` as Go's ``%s`` prints a struct field (how vulcand quotes objects in errors)."""
+    if isinstance(value, bool):
+        return f"%!s(bool={str(value).lower()})"
+    if isinstance(value, int):
+        return f"%!s(int64={value})"
+    if isinstance(value, dict):
+        return "{" + " ".join(_go_value(item) for item in value.values()) + "}"
+    return "<nil>" if value is None else str(value)
 
 
 @dataclass
@@ -160,8 +179,9 @@ class VulcandSimulator(Simulator):
         self._watch_lock = threading.Lock()
         self._watch_thread = None
         self._reload_thread = None
-        self._stale = threading.Event()  # etcd changed since the proxy's view was built
-        self._activity = threading.Event()  # etcd changed since the reload loop last looked
+        self._listeners_stale = threading.Event()  # a listener key changed (watch)
+        self._activity = threading.Event()  # etcd changed since the listener loop last looked
+        self._parsed_routes = {}  # route expression -> Route, parsed once
         self._stopping = threading.Event()
 
     @classmethod
@@ -180,7 +200,7 @@ class VulcandSimulator(Simulator):
         self.reload()
         self._watch_thread = threading.Thread(target=self._watch_loop, name="vulcand-watch", daemon=True)
         self._watch_thread.start()
-        self._reload_thread = threading.Thread(target=self._reload_loop, name="vulcand-reload", daemon=True)
+        self._reload_thread = threading.Thread(target=self._listener_loop, name="vulcand-listeners", daemon=True)
         self._reload_thread.start()
         return super().start()
 
@@ -190,7 +210,7 @@ class VulcandSimulator(Simulator):
         with self._watch_lock:
             if self._watch is not None:
                 self._watch.close()
-        self._stale.set()  # wakes the reload loop so that it sees the stop
+        self._listeners_stale.set()  # wakes the listener loop so that it sees the stop
         for thread in (self._watch_thread, self._reload_thread):
             if thread is not None:
                 thread.join()
@@ -268,7 +288,6 @@ class VulcandSimulator(Simulator):
         """An API write landed in etcd. Listener sockets must match before the call returns
         (clients send traffic right after creating one); the routing table is rebuilt lazily,
         before the next proxied request, so a burst of writes costs one rebuild, not one each."""
-        self._mark_stale()
         listeners = self._key("listeners") + "/"
         if key.startswith(listeners):
             self._open_listener(key[len(listeners):])
@@ -290,6 +309,8 @@ class VulcandSimulator(Simulator):
 
     @staticmethod
     def _body(request, wrapper):
+        if request.content_type == "application/x-www-form-urlencoded":
+            _fail(500, "unexpected end of JSON input")  # Go's form parsing consumed the body
         try:
             body = request.json()
         except BodyError as err:
@@ -307,7 +328,15 @@ class VulcandSimulator(Simulator):
 
     @route("GET", r"/v[12]/status")
     def status(self, request):
-        return json_response({"Status": "ok"})
+        return _reply({"Status": "ok"})
+
+    @route("GET", r"/v2/top/frontends")
+    def top_frontends(self, request):
+        return _reply({"Frontends": []})  # traffic statistics are not modelled
+
+    @route("GET", r"/v2/top/servers")
+    def top_servers(self, request):
+        return _reply({"Servers": []})
 
     # -- API: hosts --------------------------------------------------------------------------
 
@@ -323,20 +352,20 @@ class VulcandSimulator(Simulator):
             _fail(500, "Hostname can not be empty")
         value = {"Name": name, "Settings": _merged(HOST_SETTINGS, host.get("Settings"))}
         self._put(self._key("hosts", name, "host"), value)
-        return json_response(self._host_view(name, value))
+        return _reply(self._host_view(name, value))
 
     @route("GET", r"/v2/hosts")
     def list_hosts(self, request):
-        return json_response({"Hosts": [self._host_view(n, v) for n, v in self._list("hosts", leaf="host")]})
+        return _reply({"Hosts": [self._host_view(n, v) for n, v in self._list("hosts", leaf="host")]})
 
     @route("GET", r"/v2/hosts/" + ID.format("name"))
     def get_host(self, request, name):
-        return json_response(self._host_view(name, self._read(self._key("hosts", name, "host"))))
+        return _reply(self._host_view(name, self._read(self._key("hosts", name, "host"))))
 
     @route("DELETE", r"/v2/hosts/" + ID.format("name"))
     def delete_host(self, request, name):
         self._delete(self._key("hosts", name), subtree=True)
-        return json_response({"message": f"Host '{name}' deleted"})
+        return _reply({"message": f"Host '{name}' deleted"})
 
     # -- API: listeners ------------------------------------------------------------------------
 
@@ -368,27 +397,29 @@ class VulcandSimulator(Simulator):
         if not listener.get("Id"):
             _fail(400, "listener id can not be empty")
         value = {
+            "Id": listener["Id"],
             "Protocol": protocol,
             "Address": {"Network": network, "Address": address["Address"]},
             "Scope": listener.get("Scope", ""),
+            "ProxyProtocol": listener.get("ProxyProtocol", ""),
         }
         if listener.get("Settings") is not None:
             value["Settings"] = listener["Settings"]
         self._put(self._key("listeners", listener["Id"]), value, ttl)
-        return json_response(self._listener_view(listener["Id"], value))
+        return _reply(self._listener_view(listener["Id"], value))
 
     @route("GET", r"/v2/listeners")
     def list_listeners(self, request):
-        return json_response({"Listeners": [self._listener_view(i, v) for i, v in self._list("listeners")]})
+        return _reply({"Listeners": [self._listener_view(i, v) for i, v in self._list("listeners")]})
 
     @route("GET", r"/v2/listeners/" + ID.format("listener_id"))
     def get_listener(self, request, listener_id):
-        return json_response(self._listener_view(listener_id, self._read(self._key("listeners", listener_id))))
+        return _reply(self._listener_view(listener_id, self._read(self._key("listeners", listener_id))))
 
     @route("DELETE", r"/v2/listeners/" + ID.format("listener_id"))
     def delete_listener(self, request, listener_id):
         self._delete(self._key("listeners", listener_id))
-        return json_response({"message": "Listener deleted"})
+        return _reply({"message": "Listener deleted"})
 
     # -- API: backends and servers -------------------------------------------------------------
 
@@ -400,7 +431,7 @@ class VulcandSimulator(Simulator):
     def upsert_backend(self, request):
         backend, _ = self._body(request, "Backend")
         if backend.get("Type") != "http":
-            _fail(500, f"Unsupported backend type '{backend.get('Type')}'")
+            _fail(500, f"Unsupported backend type {backend.get('Type') or ''}")
         settings = _merged(BACKEND_SETTINGS, backend.get("Settings"))
         for name in ("Read", "Dial", "TLSHandshake"):
             if settings["Timeouts"].get(name):
@@ -410,26 +441,32 @@ class VulcandSimulator(Simulator):
                     _fail(500, f"invalid {name.lower()} timeout: {err}")
         if not backend.get("Id"):
             _fail(400, "backend id can not be empty")
-        value = {"Type": "http", "Settings": settings}
+        value = {"Id": backend["Id"], "Type": "http", "Settings": settings}
         self._put(self._key("backends", backend["Id"], "backend"), value)
-        return json_response(self._backend_view(backend["Id"], value))
+        return _reply(self._backend_view(backend["Id"], value))
 
     @route("GET", r"/v2/backends")
     def list_backends(self, request):
         backends = self._list("backends", leaf="backend")
-        return json_response({"Backends": [self._backend_view(i, v) for i, v in backends]})
+        return _reply({"Backends": [self._backend_view(i, v) for i, v in backends]})
 
     @route("GET", r"/v2/backends/" + ID.format("backend_id"))
     def get_backend(self, request, backend_id):
-        return json_response(self._backend_view(backend_id, self._read(self._key("backends", backend_id, "backend"))))
+        return _reply(self._backend_view(backend_id, self._read(self._key("backends", backend_id, "backend"))))
 
     @route("DELETE", r"/v2/backends/" + ID.format("backend_id"))
     def delete_backend(self, request, backend_id):
-        users = [fid for fid, value in self._list("frontends", leaf="frontend") if value.get("BackendId") == backend_id]
+        users = [(fid, value) for fid, value in self._list("frontends", leaf="frontend") if value.get("BackendId") == backend_id]
         if users:
-            _fail(500, f"can not delete backend '{backend_id}', it is in use by {users}")
+            # vulcand prints the frontends with Go's %s: {Id Route Type BackendId Stats Settings}.
+            described = " ".join(
+                _go_value({"Id": fid, "Route": value.get("Route"), "Type": value.get("Type"), "BackendId": backend_id,
+                           "Stats": None, "Settings": _merged(FRONTEND_SETTINGS, value.get("Settings"))})
+                for fid, value in users
+            )
+            _fail(500, f"can not delete backend '{backend_id}', it is in use by [{described}]")
         self._delete(self._key("backends", backend_id), subtree=True)
-        return json_response({"message": "Backend deleted"})
+        return _reply({"message": "Backend deleted"})
 
     @route("POST", r"/v2/backends/" + ID.format("backend_id") + "/servers")
     def upsert_server(self, request, backend_id):
@@ -439,24 +476,24 @@ class VulcandSimulator(Simulator):
             _fail(500, f"endpoint url '{url}' is not valid")
         if not server.get("Id"):
             _fail(400, "backend id and server id can not be empty")
-        self._put(self._key("backends", backend_id, "servers", server["Id"]), {"URL": url}, ttl,
+        self._put(self._key("backends", backend_id, "servers", server["Id"]), {"Id": server["Id"], "URL": url}, ttl,
                   parent=self._key("backends", backend_id, "backend"))
-        return json_response({"Id": server["Id"], "URL": url})
+        return _reply({"Id": server["Id"], "URL": url})
 
     @route("GET", r"/v2/backends/" + ID.format("backend_id") + "/servers")
     def list_servers(self, request, backend_id):
         servers = self._list("backends", backend_id, "servers")
-        return json_response({"Servers": [{"Id": i, "URL": v.get("URL")} for i, v in servers]})
+        return _reply({"Servers": [{"Id": i, "URL": v.get("URL")} for i, v in servers]})
 
     @route("GET", r"/v2/backends/" + ID.format("backend_id") + "/servers/" + ID.format("server_id"))
     def get_server(self, request, backend_id, server_id):
         value = self._read(self._key("backends", backend_id, "servers", server_id))
-        return json_response({"Id": server_id, "URL": value.get("URL")})
+        return _reply({"Id": server_id, "URL": value.get("URL")})
 
     @route("DELETE", r"/v2/backends/" + ID.format("backend_id") + "/servers/" + ID.format("server_id"))
     def delete_server(self, request, backend_id, server_id):
         self._delete(self._key("backends", backend_id, "servers", server_id))
-        return json_response({"message": "Server deleted"})
+        return _reply({"message": "Server deleted"})
 
     # -- API: frontends and middlewares --------------------------------------------------------
 
@@ -482,6 +519,7 @@ class VulcandSimulator(Simulator):
         except RouteError:
             _fail(500, f"route should be a valid route expression: {frontend.get('Route', '')}")
         value = {
+            "Id": frontend["Id"],
             "Type": "http",
             "BackendId": frontend["BackendId"],
             "Route": frontend["Route"],
@@ -489,21 +527,21 @@ class VulcandSimulator(Simulator):
         }
         self._put(self._key("frontends", frontend["Id"], "frontend"), value, ttl,
                   parent=self._key("backends", frontend["BackendId"], "backend"))
-        return json_response(self._frontend_view(frontend["Id"], value))
+        return _reply(self._frontend_view(frontend["Id"], value))
 
     @route("GET", r"/v2/frontends")
     def list_frontends(self, request):
         frontends = self._list("frontends", leaf="frontend")
-        return json_response({"Frontends": [self._frontend_view(i, v) for i, v in frontends]})
+        return _reply({"Frontends": [self._frontend_view(i, v) for i, v in frontends]})
 
     @route("GET", r"/v2/frontends/" + ID.format("frontend_id"))
     def get_frontend(self, request, frontend_id):
-        return json_response(self._frontend_view(frontend_id, self._read(self._key("frontends", frontend_id, "frontend"))))
+        return _reply(self._frontend_view(frontend_id, self._read(self._key("frontends", frontend_id, "frontend"))))
 
     @route("DELETE", r"/v2/frontends/" + ID.format("frontend_id"))
     def delete_frontend(self, request, frontend_id):
         self._delete(self._key("frontends", frontend_id), subtree=True)
-        return json_response({"message": "Frontend deleted"})
+        return _reply({"message": "Frontend deleted"})
 
     @staticmethod
     def _middleware_view(middleware_id, value):
@@ -516,30 +554,30 @@ class VulcandSimulator(Simulator):
             _fail(500, f"middleware of type '{middleware.get('Type')}' is not supported")
         if not middleware.get("Id"):
             _fail(400, "frontend id and middleware id can not be empty")
-        value = {k: middleware.get(k) for k in ("Type", "Priority", "Middleware")}
+        value = {k: middleware.get(k) for k in ("Id", "Type", "Priority", "Middleware")}
         self._put(self._key("frontends", frontend_id, "middlewares", middleware["Id"]), value, ttl,
                   parent=self._key("frontends", frontend_id, "frontend"))
-        return json_response(self._middleware_view(middleware["Id"], value))
+        return _reply(self._middleware_view(middleware["Id"], value))
 
     @route("GET", r"/v2/frontends/" + ID.format("frontend_id") + "/middlewares")
     def list_middlewares(self, request, frontend_id):
         middlewares = self._list("frontends", frontend_id, "middlewares")
-        return json_response({"Middlewares": [self._middleware_view(i, v) for i, v in middlewares]})
+        return _reply({"Middlewares": [self._middleware_view(i, v) for i, v in middlewares]})
 
     @route("GET", r"/v2/frontends/" + ID.format("frontend_id") + "/middlewares/" + ID.format("middleware_id"))
     def get_middleware(self, request, frontend_id, middleware_id):
         value = self._read(self._key("frontends", frontend_id, "middlewares", middleware_id))
-        return json_response(self._middleware_view(middleware_id, value))
+        return _reply(self._middleware_view(middleware_id, value))
 
     @route("DELETE", r"/v2/frontends/" + ID.format("frontend_id") + "/middlewares/" + ID.format("middleware_id"))
     def delete_middleware(self, request, frontend_id, middleware_id):
         self._delete(self._key("frontends", frontend_id, "middlewares", middleware_id))
-        return json_response({"message": "Middleware deleted"})
+        return _reply({"message": "Middleware deleted"})
 
     # -- replies the real mux gives --------------------------------------------------------------
 
     def error(self, status, message):
-        return json_response({"message": message}, status, content_type="application/json; charset=utf-8")
+        return _reply({"message": message}, status)
 
     def not_found(self, request):
         return self.error(404, "Object not found")
@@ -563,6 +601,7 @@ class VulcandSimulator(Simulator):
             # A listener written through the API after this read is already open; the watch
             # brings a newer snapshot, which includes it.
             if revision >= self._listeners_revision:
+                self._listeners_revision = revision
                 self._sync_listeners(config.listeners)
 
     def _parse(self, revision, items):
@@ -577,7 +616,8 @@ class VulcandSimulator(Simulator):
                     config.listeners[parts[1]] = self._listener_port(value)
                 elif parts[0] == "frontends" and parts[2:] == ["frontend"]:
                     settings = _merged(FRONTEND_SETTINGS, value.get("Settings"))
-                    frontends.append(_Frontend(parts[1], Route(value["Route"]), value["BackendId"], settings["PassHostHeader"]))
+                    route = self._parsed_routes.get(value["Route"]) or Route(value["Route"])
+                    frontends.append(_Frontend(parts[1], route, value["BackendId"], settings["PassHostHeader"]))
                 elif parts[0] == "backends" and parts[2:3] == ["servers"] and len(parts) == 4:
                     servers[parts[1]].append(value["URL"])
                 elif parts[0] == "backends" and parts[2:] == ["backend"]:
@@ -587,6 +627,7 @@ class VulcandSimulator(Simulator):
                     )
             except (ValueError, KeyError, TypeError, RouteError) as err:
                 log.warning("vulcand: ignoring invalid %s: %s", key, err)
+        self._parsed_routes = {frontend.route.expression: frontend.route for frontend in frontends}
         config.listeners = {k: v for k, v in config.listeners.items() if v is not None}
         config.frontends = sorted(frontends, key=lambda f: (tuple(-n for n in f.route.specificity), f.id))
         config.servers = {backend_id: urls for backend_id, urls in servers.items() if backend_id in config.timeouts}
@@ -631,34 +672,46 @@ class VulcandSimulator(Simulator):
                 with self._watch_lock:  # stop() must see, and close, every watch opened
                     if self._stopping.is_set():
                         break
-                    self._watch = self.etcd.watch_prefix(self.prefix + "/", self._config.revision + 1)
+                    self._watch = self.etcd.watch_prefix(self._key("listeners") + "/", self._listeners_revision + 1)
                 for _ in self._watch:
-                    self._mark_stale()
+                    self._listeners_stale.set()
+                    self._activity.set()
             except (EtcdError, OSError, http.client.HTTPException) as err:
                 log.debug("vulcand: etcd watch interrupted: %s", err)
             self._stopping.wait(WATCH_RETRY_SECONDS)
 
-    def _mark_stale(self):
-        self._stale.set()
-        self._activity.set()
-
-    def _reload_loop(self):
-        """Apply changes made in etcd by anyone (listeners included) once etcd has been quiet
-        for a moment: a burst of writes costs one rebuild at its end, not one per interval
-        (proxied requests rebuild on demand meanwhile)."""
+    def _listener_loop(self):
+        """Open and close sockets for listener keys that anyone changed in etcd (or that expired),
+        once those changes have been quiet for a moment: a burst of them costs one pass at its end.
+        The routing table needs no such loop: proxied requests rebuild it when it is stale."""
         while not self._stopping.is_set():
-            self._stale.wait()
+            self._listeners_stale.wait()
             while True:
                 self._activity.clear()
                 if self._stopping.wait(RELOAD_QUIET_SECONDS):
                     return
                 if not self._activity.is_set():
                     break
-            self._refresh()
+            self._listeners_stale.clear()  # before reading, so that a change made meanwhile is not lost
+            self._sync_stored_listeners()
+
+    def _sync_stored_listeners(self):
+        base = self._key("listeners") + "/"
+        revision, items = self.etcd.get_prefix(base)
+        wanted = {}
+        for key, raw in items.items():
+            try:
+                wanted[key[len(base):]] = self._listener_port(json.loads(raw))
+            except (ValueError, KeyError, TypeError) as err:
+                log.warning("vulcand: ignoring invalid %s: %s", key, err)
+        with self._config_lock:
+            if revision >= self._listeners_revision:
+                self._listeners_revision = revision
+                self._sync_listeners({name: port for name, port in wanted.items() if port is not None})
 
     def _refresh(self):
-        if self._stale.is_set():
-            self._stale.clear()  # before reading, so that a change made meanwhile is not lost
+        """Rebuild the routing table if anything changed in etcd since it was built."""
+        if self.etcd.revision() > self._config.revision:
             self.reload()
 
     # -- proxy ---------------------------------------------------------------------------------
@@ -670,7 +723,7 @@ class VulcandSimulator(Simulator):
         target = RouteRequest(request.method, request.headers.get("Host") or "", request.path, request.headers)
         frontend = next((f for f in config.frontends if f.route.matches(target)), None)
         if frontend is None:
-            return text_response("Not Found", 404)
+            return json_response({"error": "not found"}, 404)
         servers = config.servers.get(frontend.backend_id)
         if not servers:
             return text_response(http.client.responses[self.empty_backend_status], self.empty_backend_status)

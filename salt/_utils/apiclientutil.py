@@ -21,6 +21,7 @@ import json
 import urllib.parse
 
 from httpclientutil import HTTPClient, NotFoundError
+from salt.exceptions import CommandExecutionError
 
 KONG_PAGE_SIZE = 1000  # Kong's maximum: a few hundred services cost one request
 
@@ -52,7 +53,17 @@ class ConsulAPI:
         return self.http.get("/v1/agent/services") or {}
 
     def get_service(self, service_id):
-        return self.http.get(f"/v1/agent/service/{quote(service_id)}")
+        try:
+            return self.http.get(f"/v1/agent/service/{quote(service_id)}")
+        except NotFoundError as err:
+            # An unknown service is "unknown service ID"; an agent without the endpoint (Consul
+            # before 1.3) answers a bare 404, which must not pass for "not registered".
+            if not err.server_message:
+                raise CommandExecutionError(
+                    f"consul: {err.url} answered a bare 404: this agent has no "
+                    f"GET /v1/agent/service/<id> (Consul 1.3 or newer is needed)"
+                ) from err
+            raise
 
     def register_service(self, definition, replace_existing_checks=False):
         """Upsert a service definition (``ID`` defaults to ``Name``).

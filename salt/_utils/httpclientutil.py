@@ -35,6 +35,12 @@ from salt.exceptions import CommandExecutionError
 
 log = logging.getLogger(__name__)
 
+# Salt sets the root logger to its lowest level and filters in its handlers, so urllib3's DEBUG
+# line for every request would be built and handed to them: a tenth of a resync's CPU. Unless
+# the operator set a level for urllib3 (Salt's log_granular_levels), it logs from INFO up.
+if logging.getLogger("urllib3").level == logging.NOTSET:
+    logging.getLogger("urllib3").setLevel(logging.INFO)
+
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -42,8 +48,8 @@ DEFAULT_TIMEOUT = (3.05, 10)  # (connect, read) seconds
 DEFAULT_ATTEMPTS = 3
 DEFAULT_BACKOFF = 0.1  # seconds before the first retry; doubled for each further one
 MAX_BACKOFF = 5.0
-# The registration core writes with up to 8 workers; keep a connection for each.
-POOL_SIZE = 16
+# Connections kept per host: one for each of up to 32 concurrent writers (max_workers, 8 by default).
+POOL_SIZE = 32
 
 
 class HTTPRequestError(CommandExecutionError):
@@ -51,13 +57,13 @@ class HTTPRequestError(CommandExecutionError):
 
     def __init__(self, system, method, url, status=None, message=""):
         self.system = system
-        self.method = method
-        self.url = url
-        self.status = status
-        self.message = message
         outcome = f"HTTP {status}" if status is not None else "failed"
         text = f"{system}: {method} {url} {outcome}"
         super().__init__(f"{text}: {message}" if message else text)
+        self.method = method
+        self.url = url
+        self.status = status
+        self.server_message = message  # not ``message``: Salt's exceptions keep the whole text there
 
 
 class NotFoundError(HTTPRequestError):

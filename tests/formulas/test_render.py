@@ -51,6 +51,8 @@ def test_consul_servers_expect_every_master(by_role, cluster_nodes):
         assert sorted(config["retry_join"]) == masters
         assert config["acl"]["enabled"] is True and config["acl"]["default_policy"] == "deny"
         assert config["acl"]["tokens"]["initial_management"]
+        # default-deny ACLs: without a DNS token, Consul DNS (and dnsmasq's forward) answers nothing
+        assert config["acl"]["tokens"]["dns"] == config["acl"]["tokens"]["agent"]
         assert config["encrypt"]
         assert config["client_addr"] == f"127.0.0.1 {node.address}"
         assert config["enable_script_checks"] is False

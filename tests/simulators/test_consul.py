@@ -498,10 +498,10 @@ def test_blocking_parameters_are_validated(api, query, message):
 @pytest.mark.parametrize(
     "method, path, allow",
     [
-        ("GET", "/v1/agent/service/register", "PUT"),
-        ("POST", "/v1/agent/service/deregister/web", "PUT"),
-        ("PUT", "/v1/catalog/services", "GET"),
-        ("POST", "/v1/kv/key", "DELETE, GET, PUT"),
+        ("GET", "/v1/agent/service/register", "OPTIONS,PUT"),
+        ("POST", "/v1/agent/service/deregister/web", "OPTIONS,PUT"),
+        ("PUT", "/v1/catalog/services", "OPTIONS,GET"),
+        ("POST", "/v1/kv/key", "OPTIONS,GET,PUT,DELETE"),
     ],
 )
 def test_wrong_method_is_405_with_allow(api, method, path, allow):

@@ -563,3 +563,15 @@ def test_proxy_fault_injection_is_separate_from_admin(admin, proxy, kong_sim, ba
     failed = admin("GET", "/services")
     assert (failed.status_code, failed.headers["Content-Type"]) == (500, JSON_UTF8)
 
+
+
+def test_a_renamed_entity_frees_its_old_name_and_is_found_by_the_new_one(admin):
+    created = admin("PUT", "/services/old", {"url": "http://127.0.0.1:1"}).json()
+    assert admin("PATCH", "/services/old", {"name": "new"}).status_code == 200
+    assert admin("GET", "/services/old").status_code == 404
+    assert admin("GET", "/services/new").json()["id"] == created["id"]
+    assert admin("POST", "/services", {"name": "old", "url": "http://127.0.0.1:2"}).status_code == 201
+    reply = admin("POST", "/services", {"name": "new", "url": "http://127.0.0.1:3"})
+    assert (reply.status_code, reply.json()["name"]) == (409, "unique constraint violation")
+    assert admin("DELETE", "/services/new").status_code == 204
+    assert admin("POST", "/services", {"name": "new", "url": "http://127.0.0.1:3"}).status_code == 201

@@ -1,88 +1,30 @@
-"""httpclientutil against a loopback server that answers from a script: retries, timeouts,
+"""httpclientutil against a loopback scripted_server that answers from a script: retries, timeouts,
 error messages, proxies and counters."""
 
-import http.server
 import json
-import threading
 
 import httpclientutil
 import pytest
 from httpclientutil import HTTPClient, HTTPRequestError, NotFoundError, UnreachableError
 
 from simulators.etcd import free_port
-
-DROP = "drop"  # close the connection without an answer
-
-
-def reply(status, body=b"", content_type="application/json", headers=None, delay=0.0):
-    body = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return {"status": status, "body": body, "headers": {"Content-Type": content_type, **(headers or {})},
-            "delay": delay}
-
-
-class ScriptedServer(http.server.ThreadingHTTPServer):
-    """Answers each request with the next entry of ``script`` and records what it received."""
-
-    daemon_threads = True
-
-    def __init__(self):
-        self.script, self.received = [], []
-        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _ScriptedHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def _answer(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        self.server.received.append({
-            "method": self.command, "path": self.path, "headers": dict(self.headers),
-            "body": self.rfile.read(length) if length else b"",
-        })
-        answer = self.server.script.pop(0)
-        if answer == DROP:
-            self.close_connection = True
-            return
-        # Not time.sleep: the tests replace it to skip the client's backoff pauses.
-        threading.Event().wait(answer["delay"])
-        self.send_response(answer["status"])
-        for name, value in answer["headers"].items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(answer["body"])))
-        self.end_headers()
-        self.wfile.write(answer["body"])
-
-    do_GET = do_PUT = do_POST = do_DELETE = _answer
-
-    def log_message(self, format, *args):
-        pass
+from tests.fixtures.scripted import DROP, reply
 
 
 @pytest.fixture
-def server():
-    scripted = ScriptedServer()
-    thread = threading.Thread(target=scripted.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield scripted
-    scripted.shutdown()
-    scripted.server_close()
-
-
-@pytest.fixture
-def client(server, monkeypatch):
+def client(scripted_server, monkeypatch):
     monkeypatch.setattr(httpclientutil.time, "sleep", lambda seconds: None)
     httpclientutil.REQUEST_COUNTER.reset()
-    return HTTPClient("consul", server.url, headers={"X-Consul-Token": "secret"}, attempts=3,
+    return HTTPClient("consul", scripted_server.url, headers={"X-Consul-Token": "secret"}, attempts=3,
                       timeout=(1, 0.5))
 
 
-def test_json_replies_are_decoded_and_empty_ones_are_none(server, client):
-    server.script = [reply(200, {"web": {"ID": "web"}}), reply(200, b""), reply(200, b"plain", "text/plain")]
+def test_json_replies_are_decoded_and_empty_ones_are_none(scripted_server, client):
+    scripted_server.script = [reply(200, {"web": {"ID": "web"}}), reply(200, b""), reply(200, b"plain", "text/plain")]
     assert client.get("/v1/agent/services", params={"filter": "Service == web"}) == {"web": {"ID": "web"}}
     assert client.put("/v1/agent/service/register", json={"Name": "web"}) is None
     assert client.get("/v1/status/leader") == "plain"
-    first, second = server.received[:2]
+    first, second = scripted_server.received[:2]
     assert first["path"] == "/v1/agent/services?filter=Service+%3D%3D+web"
     assert first["headers"]["X-Consul-Token"] == "secret"
     assert json.loads(second["body"]) == {"Name": "web"}
@@ -92,30 +34,30 @@ def test_json_replies_are_decoded_and_empty_ones_are_none(server, client):
 @pytest.mark.parametrize("first", [reply(503, b"busy"), reply(429, b"slow down"), DROP,
                                    reply(200, {"late": True}, delay=1.0)],
                          ids=["503", "429", "connection dropped", "read timeout"])
-def test_idempotent_requests_are_retried(server, client, first):
-    server.script = [first, reply(200, {"ok": True})]
+def test_idempotent_requests_are_retried(scripted_server, client, first):
+    scripted_server.script = [first, reply(200, {"ok": True})]
     assert client.get("/v1/agent/services") == {"ok": True}
-    assert len(server.received) == 2
+    assert len(scripted_server.received) == 2
     assert httpclientutil.REQUEST_COUNTER.snapshot() == {("consul", "GET"): 2}
 
 
-def test_post_is_not_retried_unless_marked_idempotent(server, client):
-    server.script = [reply(502, {"message": "bad gateway"})]
+def test_post_is_not_retried_unless_marked_idempotent(scripted_server, client):
+    scripted_server.script = [reply(502, {"message": "bad gateway"})]
     with pytest.raises(HTTPRequestError):
         client.post("/v2/backends", json={})
-    server.script = [reply(502, {"message": "bad gateway"}), reply(200, {"Id": "b1"})]
+    scripted_server.script = [reply(502, {"message": "bad gateway"}), reply(200, {"Id": "b1"})]
     assert client.post("/v2/backends", json={}, idempotent=True) == {"Id": "b1"}
-    assert len(server.received) == 3
+    assert len(scripted_server.received) == 3
 
 
-def test_backoff_doubles_between_attempts_and_honours_retry_after(server, client, monkeypatch):
+def test_backoff_doubles_between_attempts_and_honours_retry_after(scripted_server, client, monkeypatch):
     pauses = []
     monkeypatch.setattr(httpclientutil.time, "sleep", pauses.append)
-    server.script = [reply(500, b"a"), reply(500, b"b"), reply(500, b"c")]
+    scripted_server.script = [reply(500, b"a"), reply(500, b"b"), reply(500, b"c")]
     with pytest.raises(HTTPRequestError):
         client.get("/x")
     assert pauses == [0.1, 0.2]
-    server.script = [reply(429, b"later", headers={"Retry-After": "2"}), reply(200, b"")]
+    scripted_server.script = [reply(429, b"later", headers={"Retry-After": "2"}), reply(200, b"")]
     client.get("/x")
     assert pauses[2:] == [2.0]
 
@@ -138,12 +80,12 @@ def test_backoff_doubles_between_attempts_and_honours_retry_after(server, client
     ],
 )
 def test_errors_name_system_method_url_status_and_the_servers_message(
-    server, client, answer, error_type, message
+    scripted_server, client, answer, error_type, message
 ):
-    server.script = [answer] * 3
+    scripted_server.script = [answer] * 3
     with pytest.raises(error_type) as err:
         client.put("/x")
-    assert message.replace("{url}", server.url) in str(err.value)
+    assert message.replace("{url}", scripted_server.url) in str(err.value)
     assert err.type is error_type
 
 
@@ -156,18 +98,18 @@ def test_an_unreachable_server_is_named_with_the_reason():
     assert "object at 0x" not in str(err.value)
 
 
-def test_the_proxy_from_the_environment_is_used_unless_no_proxy_names_the_host(server, monkeypatch):
-    """The scripted server stands in for the proxy: a proxied request carries the full URL."""
-    monkeypatch.setenv("http_proxy", server.url)
+def test_the_proxy_from_the_environment_is_used_unless_no_proxy_names_the_host(scripted_server, monkeypatch):
+    """The scripted scripted_server stands in for the proxy: a proxied request carries the full URL."""
+    monkeypatch.setenv("http_proxy", scripted_server.url)
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
-    server.script = [reply(200, {"via": "proxy"})]
+    scripted_server.script = [reply(200, {"via": "proxy"})]
     assert HTTPClient("kong", "http://kong.service.consul:8001").get("/services") == {"via": "proxy"}
-    assert server.received[0]["path"] == "http://kong.service.consul:8001/services"
+    assert scripted_server.received[0]["path"] == "http://kong.service.consul:8001/services"
     monkeypatch.setenv("no_proxy", "localhost,127.0.0.1")
     with pytest.raises(UnreachableError, match="refused"):
         HTTPClient("kong", f"http://127.0.0.1:{free_port()}", attempts=1).get("/services")
-    assert len(server.received) == 1
+    assert len(scripted_server.received) == 1
 
 
 def test_request_counter_counts_per_system():
