@@ -50,23 +50,30 @@ aws:
       rules:
         - {ports: 22, sources: [kong_sg]}
         - {ports: 2181, sources: [private]}
+        # ZooKeeper quorum and leader election between the masters of the ha map.
+        - {ports: 2888, sources: [private]}
+        - {ports: 3888, sources: [private]}
         - {ports: 5050, sources: [private, public]}
         - {ports: 8080, sources: [private, public]}
         - {ports: 8182, sources: [private, public]}
+        # etcd: clients (vulcand; the registration code on kong reads vulcand's servers there)
+        # and peers (the masters of the ha map form one etcd cluster).
+        - {ports: 2379, sources: [private, public]}
+        - {ports: 2380, sources: [private]}
         - {ports: 8500, sources: [private, public]}
         - {protocols: [tcp, udp], ports: 8600, sources: [private, public]}
         - {ports: 8400, sources: [private]}
         - {ports: 8300, sources: [private]}
         - {protocols: [tcp, udp], ports: 8301, sources: [private]}
         - {ports: 6783, sources: [private]}
-        - {protocol: udp, ports: 6784, sources: [private]}
+        - {protocol: udp, ports: 6783-6784, sources: [private]}
         - {ports: 10000-11000, sources: [public]}
     slave_sg:
       description: Mesos agents (private subnet)
       rules:
         - {ports: 22, sources: [kong_sg]}
         - {ports: 6783, sources: [private]}
-        - {protocol: udp, ports: 6784, sources: [private]}
+        - {protocol: udp, ports: 6783-6784, sources: [private]}
         - {ports: 8500, sources: [private]}
         - {protocols: [tcp, udp], ports: 8301, sources: [private]}
         - {ports: 5051, sources: [private, public]}

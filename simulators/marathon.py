@@ -227,6 +227,9 @@ class MarathonSimulator(Simulator):
         self._service_ports = itertools.count(FIRST_SERVICE_PORT)
         self._fake_ports = itertools.count(FIRST_FAKE_HOST_PORT)
         self._health_blackout_until = 0.0
+        # Some app may need scheduling work: set by every API write and kept while any app has
+        # not settled; ticks skip the apps otherwise (a thousand idle apps cost nothing).
+        self._unsettled = True
         self._webapps = WebApps() if backed_tasks else None
         self._scheduler = None
         self._stopping = threading.Event()
@@ -540,6 +543,8 @@ class MarathonSimulator(Simulator):
 
     def handle(self, request):
         response = super().handle(request)
+        if request.method != "GET":
+            self._unsettled = True  # after the write: a tick before it had nothing new to do
         response.headers.setdefault("X-Marathon-Leader", self.leader_url or self.url)
         return response
 
@@ -757,8 +762,10 @@ class MarathonSimulator(Simulator):
         for deployment in list(self._deployments.values()):
             if deployment["app"].deleted:
                 self._converge(deployment["app"], now)
+        busy, self._unsettled = self._unsettled or bool(self._deployments), False
         for app in list(self._apps.values()):
-            self._converge(app, now)
+            if busy and not self._converge(app, now):
+                self._unsettled = True
             self._probe(app, now)
         for deployment_id, deployment in list(self._deployments.items()):
             app = deployment["app"]
@@ -783,11 +790,12 @@ class MarathonSimulator(Simulator):
         return not app.definition["healthChecks"] or all(t.is_healthy() for t in running)
 
     def _converge(self, app, now):
-        """One step towards ``instances`` running tasks: finish kills, start staged tasks, launch."""
+        """One step towards ``instances`` running tasks: finish kills, start staged tasks,
+        launch. Whether the app was settled already (nothing to do)."""
         if len(app.tasks) == app.definition["instances"] and all(
             task.state == "TASK_RUNNING" for task in app.tasks.values()
         ):
-            return  # settled: the common case, checked cheaply as every tick visits every app
+            return True
         for task in list(app.tasks.values()):
             if task.state == "TASK_KILLING":
                 self._set_state(app, task, "TASK_KILLED")
@@ -803,6 +811,7 @@ class MarathonSimulator(Simulator):
             self._set_state(app, task, "TASK_KILLING")
         for _ in range(wanted - len(active)):
             self._launch(app, now)
+        return False
 
     def _launch(self, app, now):
         instance_uuid = uuid.uuid4()
@@ -869,6 +878,7 @@ class MarathonSimulator(Simulator):
                               instanceId=task.instance_id, version=task.version, reason="health check failed",
                               host="127.0.0.1", slaveId="sim-agent-0")
                 self._set_state(app, task, "TASK_KILLING")
+                self._unsettled = True
 
     def _record(self, task, check, state):
         cause = self._check_failure(task, check)

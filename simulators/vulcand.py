@@ -49,7 +49,7 @@ ID = r"(?P<{}>[^/]+)"
 MIDDLEWARE_TYPES = {"ratelimit", "connlimit", "rewrite", "cbreaker", "trace"}
 DEFAULT_UPSTREAM_TIMEOUT = 30.0
 WATCH_RETRY_SECONDS = 0.2
-RELOAD_QUIET_SECONDS = 0.05
+LISTENER_QUIET_SECONDS = 0.05
 
 BACKEND_SETTINGS = {
     "Timeouts": {"Read": "", "Dial": "", "TLSHandshake": ""},
@@ -178,9 +178,9 @@ class VulcandSimulator(Simulator):
         self._watch = None
         self._watch_lock = threading.Lock()
         self._watch_thread = None
-        self._reload_thread = None
+        self._listener_thread = None
         self._listeners_stale = threading.Event()  # a listener key changed (watch)
-        self._activity = threading.Event()  # etcd changed since the listener loop last looked
+        self._activity = threading.Event()  # a listener key changed since the listener loop looked
         self._parsed_routes = {}  # route expression -> Route, parsed once
         self._stopping = threading.Event()
 
@@ -200,8 +200,8 @@ class VulcandSimulator(Simulator):
         self.reload()
         self._watch_thread = threading.Thread(target=self._watch_loop, name="vulcand-watch", daemon=True)
         self._watch_thread.start()
-        self._reload_thread = threading.Thread(target=self._listener_loop, name="vulcand-listeners", daemon=True)
-        self._reload_thread.start()
+        self._listener_thread = threading.Thread(target=self._listener_loop, name="vulcand-listeners", daemon=True)
+        self._listener_thread.start()
         return super().start()
 
     def stop(self):
@@ -211,10 +211,10 @@ class VulcandSimulator(Simulator):
             if self._watch is not None:
                 self._watch.close()
         self._listeners_stale.set()  # wakes the listener loop so that it sees the stop
-        for thread in (self._watch_thread, self._reload_thread):
+        for thread in (self._watch_thread, self._listener_thread):
             if thread is not None:
                 thread.join()
-        self._watch_thread = self._reload_thread = None
+        self._watch_thread = self._listener_thread = None
         with self._config_lock:
             for listener in self._listeners.values():
                 listener.stop()
@@ -688,7 +688,7 @@ class VulcandSimulator(Simulator):
             self._listeners_stale.wait()
             while True:
                 self._activity.clear()
-                if self._stopping.wait(RELOAD_QUIET_SECONDS):
+                if self._stopping.wait(LISTENER_QUIET_SECONDS):
                     return
                 if not self._activity.is_set():
                     break

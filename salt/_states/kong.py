@@ -29,6 +29,7 @@ so it carries exactly the given fields plus the ownership tags of this cluster (
 .. versionadded:: 0.1.0
 """
 
+import hashlib
 import urllib.parse
 
 import registrationutil
@@ -38,6 +39,21 @@ __virtualname__ = "kong"
 
 SOURCE = "gateway"
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# How a secret field is reported: the value given, some other value, or (with nothing to
+# compare it to) hidden; never the value, nor the form Kong stores.
+SECRET_AS_GIVEN = "<as given>"
+SECRET_OTHER = "<another value>"
+SECRET_HIDDEN = "<hidden>"
+
+
+def _basic_auth_hash(password, credential):
+    """What Kong stores for a basic-auth password: sha1 of the password followed by the
+    consumer's id, in hex (the basic-auth plugin's crypto module)."""
+    return hashlib.sha1((password + credential["consumer"]["id"]).encode()).hexdigest()
+
+
+# (last segment of the collection, field) -> stored form of a value, from the value and the entity.
+STORED_SECRETS = {("basic-auth", "password"): _basic_auth_hash}
 
 
 def __virtual__():
@@ -60,13 +76,33 @@ def _expand_url(fields):
 
 
 def _target(name, collection, fields, secret_fields=()):
-    """The :class:`statediffutil.Target` of the entity ``name`` of ``collection``."""
+    """The :class:`statediffutil.Target` of the entity ``name`` of ``collection``.
+
+    A secret field is compared through the form Kong stores it in where that is known
+    (:data:`STORED_SECRETS`: a changed basic-auth password is rewritten) and reported only as
+    "as given", "another value" or "hidden"; other secret fields are written on creation only.
+    """
     settings = _settings()
     kong, owner = settings.registries.kong, settings.owner
-    wanted = {**_expand_url(fields or {}), "tags": owner.kong_tags}
+    fields = fields or {}
+    kind = collection.rsplit("/", 1)[-1]
+    stored_secrets = {field: form for (of, field), form in STORED_SECRETS.items() if of == kind}
+    comparable = {field for field in secret_fields if field in stored_secrets and field in fields}
+    wanted = {**_expand_url(fields), "tags": owner.kong_tags}
+    wanted = {key: value for key, value in wanted.items() if key not in set(secret_fields)}
+    wanted.update({field: SECRET_AS_GIVEN for field in comparable})
 
     def read():
         entity = kong.get(collection, name)
+        for field, stored_form in stored_secrets.items():
+            if field not in entity:
+                continue
+            if field not in comparable:
+                entity[field] = SECRET_HIDDEN
+            elif entity[field] == stored_form(fields[field], entity):
+                entity[field] = SECRET_AS_GIVEN
+            else:
+                entity[field] = SECRET_OTHER
         return {**entity, "tags": sorted(entity.get("tags") or [])}
 
     def foreign(entity):
@@ -78,9 +114,8 @@ def _target(name, collection, fields, secret_fields=()):
         what=f"Kong {collection}/{name}",
         read=read,
         foreign=foreign,
-        wanted={key: value for key, value in wanted.items() if key not in set(secret_fields)},
-        write=lambda current: kong.upsert(
-            collection, name, {**(fields or {}), "tags": owner.kong_tags}),
+        wanted=wanted,
+        write=lambda current: kong.upsert(collection, name, {**fields, "tags": owner.kong_tags}),
         delete=lambda current: kong.delete(collection, name),
     )
 
@@ -98,8 +133,9 @@ def entity_present(name, collection, fields=None, secret_fields=None):
     fields
         The entity's fields (without ``tags``: the ownership tags are added)
     secret_fields
-        Fields sent when the entity is created but never compared nor reported, because Kong
-        does not return them as given (a basic-auth ``password`` is stored hashed)
+        Fields never reported as they are. A basic-auth ``password`` (stored hashed) is compared
+        through Kong's hash, so a changed password is rewritten; other secret fields are sent
+        when the entity is created only.
     """
     return statediffutil.present(
         name, lambda: _target(name, collection, fields, secret_fields or ()), __opts__["test"])

@@ -66,6 +66,7 @@ What gets registered for a service ``web`` on port 10000 in domain ``service.con
 import concurrent.futures
 import heapq
 import ipaddress
+import logging
 import queue
 import re
 from dataclasses import dataclass, field
@@ -73,8 +74,10 @@ from typing import NamedTuple
 
 import marathonutil
 from apiclientutil import ConsulAPI, KongAPI, MarathonAPI, VulcandAPI, VulcandStore
-from httpclientutil import NotFoundError
+from httpclientutil import HTTPRequestError, NotFoundError
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DOMAIN = "service.consul"
 DEFAULT_CLUSTER = "showcase"
@@ -437,7 +440,8 @@ def read_snapshot(registries, owner, names=None, max_workers=DEFAULT_MAX_WORKERS
 
     Without ``names``, or with more than :data:`SCOPED_READ_MAX` of them: one listing per
     object type, and the servers of every backend from vulcand's etcd in one read (with no
-    store configured: one listing through the API per owned backend of ``names``). For a single
+    store configured, or none reachable: one listing through the API per owned backend of
+    ``names``). For a single
     name (a ``microservice.*`` call, one Marathon app's event), only its objects are read, by
     name, so the cost does not grow with everything else that is registered.
     """
@@ -454,10 +458,15 @@ def read_snapshot(registries, owner, names=None, max_workers=DEFAULT_MAX_WORKERS
             ref.key for ref in snapshot.objects
             if ref.kind == VULCAND_BACKEND and (names is None or ref.key in names)
         )
+        servers = None
         if stored is not None:
             listed_backends = [backend["Id"] for backend in listed[VULCAND_BACKEND]]
-            servers = _stored_servers(store, stored.result(), listed_backends)
-        else:
+            try:
+                servers = _stored_servers(store, stored.result(), listed_backends)
+            except HTTPRequestError as err:
+                # The store is a shortcut: without it, vulcand's API still lists every server.
+                log.warning("reading vulcand's servers through its API instead: %s", err)
+        if servers is None:
             server_lists = {
                 backend: pool.submit(registries.vulcand.list_servers, backend)
                 for backend in backends

@@ -97,18 +97,21 @@ EXPECTED_INGRESS = {
     | _tcp(4505, PRIVATE, PUBLIC, high=4506),
     "master_sg": _tcp(22, "kong_sg")
     | _tcp(2181, PRIVATE)
-    | set().union(*(_tcp(port, PRIVATE, PUBLIC) for port in (5050, 8080, 8182, 8500, 8600)))
+    | _tcp(2888, PRIVATE)
+    | _tcp(3888, PRIVATE)
+    | set().union(*(_tcp(port, PRIVATE, PUBLIC) for port in (2379, 5050, 8080, 8182, 8500, 8600)))
+    | _tcp(2380, PRIVATE)
     | _udp(8600, PRIVATE, PUBLIC)
     | _tcp(8400, PRIVATE)
     | _tcp(8300, PRIVATE)
     | _tcp(8301, PRIVATE)
     | _udp(8301, PRIVATE)
     | _tcp(6783, PRIVATE)
-    | _udp(6784, PRIVATE)
+    | {("udp", 6783, 6784, PRIVATE)}
     | _tcp(10000, PUBLIC, high=11000),
     "slave_sg": _tcp(22, "kong_sg")
     | _tcp(6783, PRIVATE)
-    | _udp(6784, PRIVATE)
+    | {("udp", 6783, 6784, PRIVATE)}
     | _tcp(8500, PRIVATE)
     | _tcp(8301, PRIVATE)
     | _udp(8301, PRIVATE)

@@ -70,6 +70,27 @@ def test_the_uis_are_reachable_with_basic_auth_only(gateway, salt_call_cli):
     assert requests.get(f"{gateway.kong.admin_url}/consumers", timeout=10).json()["data"] == []
 
 
+def test_a_new_password_in_pillar_replaces_the_old_one(gateway, salt_call_cli):
+    gateway(consumers={"ops": {"password": "s3cret"}})
+    assert apply(salt_call_cli).returncode == 0
+    gateway(consumers={"ops": {"password": "r0tated"}})
+    credential = "kong_|-Kong consumer ops has its basic-auth credential_|-ops_|-entity_present"
+
+    predicted = apply(salt_call_cli, test=True).data
+    assert [sid for sid, state in predicted.items() if state["changes"]] == [credential]
+    expected = {"password": {"old": "<another value>", "new": "<as given>"}}
+    assert predicted[credential]["changes"] == expected and predicted[credential]["result"] is None
+    assert through_kong(gateway.kong, "mesos", auth=("ops", "s3cret")).status_code == 200
+
+    applied = apply(salt_call_cli)
+    assert applied.returncode == 0, applied
+    assert applied.data[credential]["changes"] == expected
+    assert "r0tated" not in str(applied.data) and "s3cret" not in str(applied.data)
+    assert through_kong(gateway.kong, "mesos", auth=("ops", "s3cret")).status_code == 401
+    assert through_kong(gateway.kong, "mesos", auth=("ops", "r0tated")).status_code == 200
+    assert all(not state["changes"] for state in apply(salt_call_cli).data.values())
+
+
 def test_auth_false_opens_the_uis_explicitly(gateway, salt_call_cli):
     gateway(auth=False)
     ret = apply(salt_call_cli)

@@ -14,6 +14,8 @@ import requests
 from apiclientutil import VulcandStore
 from salt.exceptions import CommandExecutionError
 
+from simulators.etcd import free_port
+
 OWNER = reg.Owner("storetest", "pillar")
 TIMEOUT = 10
 
@@ -141,3 +143,14 @@ def test_a_store_that_is_not_vulcands_is_refused_with_what_to_set(
     assert "platform:vulcand:etcd_prefix" in message and "-etcdApiVer=3" in message
     # One service alone is read by name through the API: the store plays no part.
     assert reg.read_snapshot(wrong, OWNER, names={"svc1"}).spec("svc1").instances
+
+
+def test_an_unreachable_store_falls_back_to_vulcands_api(vulcand_with_store, consul_clean, kong_clean, caplog):
+    registry = registries(vulcand_with_store, consul_clean, kong_clean)
+    assert reg.converge(registry, OWNER, desired(4)).result is True
+    unreachable = registries(vulcand_with_store, consul_clean, kong_clean,
+                             etcd_url=f"http://127.0.0.1:{free_port()}")
+    snapshot = reg.read_snapshot(unreachable, OWNER)
+    assert snapshot.objects == reg.read_snapshot(registry, OWNER).objects
+    assert not reg.plan(desired(4), snapshot, OWNER)
+    assert "reading vulcand's servers through its API instead: etcd: POST" in caplog.text

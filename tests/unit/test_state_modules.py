@@ -5,6 +5,7 @@ writes), each case in a real run and in test mode.
 """
 
 import copy
+import hashlib
 import importlib.util
 import pathlib
 import urllib.parse
@@ -20,6 +21,7 @@ CLUSTER = "showcase"
 MARK = {"managed-by": "salt", "cluster": CLUSTER, "source": "state"}
 PILLAR_MARK = {**MARK, "source": "pillar"}
 GATEWAY_TAGS = ["cluster:showcase", "managed-by:salt", "source:gateway"]
+CONSUMER_ID = "uuid-consumer-ops"
 
 
 def _load(name):
@@ -140,7 +142,9 @@ class FakeKong:
     def upsert(self, collection, key, entity):
         self.writes.append(("upsert", collection, key, entity))
         stored = {"id": "uuid-1", "created_at": 1, **entity}
-        stored.pop("password", None)  # Kong stores it hashed
+        if collection.endswith("/basic-auth"):  # Kong links it to the consumer, hashes the password
+            stored["consumer"] = {"id": CONSUMER_ID}
+            stored["password"] = hashlib.sha1((entity["password"] + CONSUMER_ID).encode()).hexdigest()
         if "url" in stored:  # a write-only shorthand
             url = urllib.parse.urlsplit(stored.pop("url"))
             stored.update(protocol=url.scheme, host=url.hostname, port=url.port,
@@ -384,6 +388,8 @@ VULCAND_CASES = [
 # -- kong -------------------------------------------------------------------------------------
 
 MESOS = {"protocol": "http", "host": "mesos.service.consul", "port": 5050, "path": None}
+BASIC_AUTH_OPS = {"id": "uuid-2", "username": "ops", "consumer": {"id": CONSUMER_ID}, "tags": GATEWAY_TAGS,
+                  "password": hashlib.sha1(("s3cret" + CONSUMER_ID).encode()).hexdigest()}
 STORED_MESOS = {"id": "uuid-1", "name": "mesos", "retries": 5, **MESOS, "tags": GATEWAY_TAGS}
 
 KONG_CASES = [
@@ -400,13 +406,33 @@ KONG_CASES = [
           "fields": {"url": "http://mesos.service.consul:5050"}},
          lambda: {"kong": FakeKong({("services", "mesos"): STORED_MESOS})}, True, {},
          "Kong services/mesos is in the correct state"),
-    case("secret-fields-are-sent-never-compared", "kong", "entity_present",
+    case("a-password-is-sent-and-never-reported", "kong", "entity_present",
          {"name": "ops", "collection": "consumers/ops/basic-auth",
           "fields": {"username": "ops", "password": "s3cret"}, "secret_fields": ["password"]},
-         lambda: {}, True, {"old": None, "new": {"username": "ops", "tags": GATEWAY_TAGS}},
+         lambda: {}, True,
+         {"old": None, "new": {"username": "ops", "password": "<as given>", "tags": GATEWAY_TAGS}},
          "Kong consumers/ops/basic-auth/ops {done} created",
          [("upsert", "consumers/ops/basic-auth", "ops",
            {"username": "ops", "password": "s3cret", "tags": GATEWAY_TAGS})]),
+    case("a-changed-password-is-found-through-kongs-hash-and-rewritten", "kong", "entity_present",
+         {"name": "ops", "collection": "consumers/ops/basic-auth",
+          "fields": {"username": "ops", "password": "n3w"}, "secret_fields": ["password"]},
+         lambda: {"kong": FakeKong({("consumers/ops/basic-auth", "ops"): BASIC_AUTH_OPS})}, True,
+         {"password": {"old": "<another value>", "new": "<as given>"}},
+         "Kong consumers/ops/basic-auth/ops {done} updated",
+         [("upsert", "consumers/ops/basic-auth", "ops",
+           {"username": "ops", "password": "n3w", "tags": GATEWAY_TAGS})]),
+    case("the-same-password-is-no-change", "kong", "entity_present",
+         {"name": "ops", "collection": "consumers/ops/basic-auth",
+          "fields": {"username": "ops", "password": "s3cret"}, "secret_fields": ["password"]},
+         lambda: {"kong": FakeKong({("consumers/ops/basic-auth", "ops"): BASIC_AUTH_OPS})}, True,
+         {}, "Kong consumers/ops/basic-auth/ops is in the correct state"),
+    case("a-deleted-credential-reports-its-password-hidden", "kong", "entity_absent",
+         {"name": "ops", "collection": "consumers/ops/basic-auth"},
+         lambda: {"kong": FakeKong({("consumers/ops/basic-auth", "ops"): BASIC_AUTH_OPS})}, True,
+         {"old": {**BASIC_AUTH_OPS, "password": "<hidden>"}, "new": None},
+         "Kong consumers/ops/basic-auth/ops {done} deleted",
+         [("delete", "consumers/ops/basic-auth", "ops")]),
     case("refuses-an-untagged-entity", "kong", "entity_absent",
          {"name": "mesos", "collection": "services"},
          lambda: {"kong": FakeKong({("services", "mesos"): {**STORED_MESOS, "tags": None}})},
