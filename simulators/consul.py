@@ -10,6 +10,9 @@ reach the catalog and health views at once (anti-entropy is immediate here). Wha
 - KV: get (``recurse``, ``keys``, ``separator``, ``raw``), put (``cas``, ``flags``,
   ``acquire``, ``release``), delete (``recurse``, ``cas``);
 - sessions: create / destroy / renew / info / list, TTLs, lock delay and ``Behavior``;
+- ACL (with ``master_token``): policies (list, read, create, update) and tokens (create,
+  update, read self), the management token seeded as ACL bootstrapping leaves it; rules are
+  stored, not parsed, and enforced for nothing but the management token;
 - blocking queries (``index`` + ``wait``, ``hash`` on the agent service), ``X-Consul-*``
   headers, ACL token checks, 405 with ``Allow``, plain-text errors.
 
@@ -20,6 +23,7 @@ may replace; blocking queries wait in real time.
 """
 
 import base64
+import datetime
 import hashlib
 import json
 import re
@@ -62,6 +66,10 @@ CATALOG_REGISTER_FIELDS = (
     "ID Node Address Datacenter TaggedAddresses NodeMeta Service Check Checks SkipNodeUpdate"
 ).split()
 SESSION_FIELDS = "Name Node Checks NodeChecks ServiceChecks LockDelay Behavior TTL".split()
+ACL_POLICY_FIELDS = ("ID", "Name", "Description", "Rules", "Datacenters")
+ACL_TOKEN_FIELDS = ("AccessorID", "SecretID", "Description", "Policies", "Local")
+ACL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+GLOBAL_MANAGEMENT_ID = "00000000-0000-0000-0000-000000000001"
 # Check kinds that are run periodically and so need an Interval.
 INTERVAL_CHECK_FIELDS = ("HTTP", "TCP", "Args", "Script", "GRPC", "DockerContainerID")
 META_KEY = re.compile(r"^[a-zA-Z0-9_-]+$")
@@ -93,13 +101,15 @@ class _Store:
     def __init__(self):
         self.raft_index = 0
         # Index of the last write per table; blocking queries watch these.
-        self.table_index = {"catalog": 0, "kvs": 0, "sessions": 0}
+        self.table_index = {"catalog": 0, "kvs": 0, "sessions": 0, "acl": 0}
         self.nodes = {}  # node name -> node dict (wire shape)
         self.services = {}  # (node, service id) -> service dict (agent wire shape + indexes)
         self.checks = {}  # (node, check id) -> _Check
         self.kv = {}  # key -> entry dict (wire shape, value as bytes under "Value")
         self.sessions = {}  # id -> session dict (wire shape) + "_expires"
         self.lock_delays = {}  # key -> clock time before which it cannot be acquired
+        self.acl_policies = {}  # id -> policy (wire shape)
+        self.acl_tokens = {}  # accessor id -> token (wire shape)
 
     def bump(self, table):
         self.raft_index += 1
@@ -197,6 +207,21 @@ class ConsulSimulator(Simulator):
             self._check_wire(SERF_CHECK_ID, "Serf Health Status", PASSING, index=index,
                              output="Agent alive and reachable")
         )
+        if self.token is not None:
+            # What ACL bootstrapping leaves: the built-in policy and the management token.
+            store.acl_policies[GLOBAL_MANAGEMENT_ID] = {
+                "ID": GLOBAL_MANAGEMENT_ID, "Name": "global-management",
+                "Description": "Builtin Policy that grants unlimited access", "Rules": "",
+                "Datacenters": None, "Hash": "", "CreateIndex": index, "ModifyIndex": index,
+            }
+            accessor = str(uuid.uuid4())
+            store.acl_tokens[accessor] = {
+                "AccessorID": accessor, "SecretID": self.token,
+                "Description": "Initial Management Token",
+                "Policies": [{"ID": GLOBAL_MANAGEMENT_ID, "Name": "global-management"}],
+                "Local": False, "CreateTime": _now_rfc3339(), "Hash": "",
+                "CreateIndex": index, "ModifyIndex": index,
+            }
         self._store = store
 
     # -- test hooks ------------------------------------------------------------------------------
@@ -934,6 +959,113 @@ class ConsulSimulator(Simulator):
                 self._commit("kvs")
         return self._json(request, True)
 
+    # -- ACL policies and tokens (the 1.4+ API; with --master-token only) -----------------------
+
+    def _acl_management(self, request):
+        """ACL objects are read and written with the management token only."""
+        if self.token is None:
+            raise Abort(_error(401, "ACL support disabled"))
+        self._authorize(request)
+
+    def _acl_hash(self, data):
+        return base64.b64encode(hashlib.sha256(json.dumps(data, sort_keys=True).encode()).digest()).decode()
+
+    def _policy_links(self, links):
+        """Token policy links (by ID or Name) as ``[{"ID", "Name"}]``; an unknown one is refused."""
+        resolved = []
+        for link in links or []:
+            policy = next((p for p in self._store.acl_policies.values()
+                           if p["ID"] == link.get("ID") or p["Name"] == link.get("Name")), None)
+            if policy is None:
+                raise Abort(_error(400, f"Invalid Policy: cannot find policy {link.get('Name') or link.get('ID')!r}"))
+            resolved.append({"ID": policy["ID"], "Name": policy["Name"]})
+        return resolved
+
+    @route("GET", r"/v1/acl/policies")
+    def acl_policies(self, request):
+        self._acl_management(request)
+        with self._changed:
+            stubs = [{k: v for k, v in policy.items() if k != "Rules"} for policy in self._store.acl_policies.values()]
+        return self._json(request, sorted(stubs, key=lambda policy: policy["Name"]))
+
+    @route("GET", r"/v1/acl/policy/(?P<policy_id>[^/]+)")
+    def acl_policy_read(self, request, policy_id):
+        self._acl_management(request)
+        with self._changed:
+            policy = self._store.acl_policies.get(policy_id)
+        if policy is None:
+            return _error(403, "ACL not found")  # Consul answers a missing ACL object so
+        return self._json(request, policy)
+
+    @route("PUT", r"/v1/acl/policy")
+    @route("PUT", r"/v1/acl/policy/(?P<policy_id>[^/]+)")
+    def acl_policy_write(self, request, policy_id=None):
+        self._acl_management(request)
+        body = self._body(request, ACL_POLICY_FIELDS, "the policy")
+        name = body.get("Name") or ""
+        if not ACL_NAME.match(name):
+            return _error(400, "Invalid Policy: invalid Name. Only alphanumeric characters, '-' and '_' are allowed")
+        with self._changed:
+            existing = self._store.acl_policies.get(policy_id) if policy_id else None
+            if policy_id and existing is None:
+                return _error(400, f"Invalid Policy: Cannot find policy {policy_id}")
+            if any(p["Name"] == name and p["ID"] != policy_id for p in self._store.acl_policies.values()):
+                return _error(500, f'Invalid Policy: A Policy with Name "{name}" already exists')
+            index = self._commit("acl")
+            policy = {
+                "ID": policy_id or str(uuid.uuid4()),
+                "Name": name,
+                "Description": body.get("Description") or "",
+                "Rules": body.get("Rules") or "",
+                "Datacenters": body.get("Datacenters"),
+                "CreateIndex": existing["CreateIndex"] if existing else index,
+                "ModifyIndex": index,
+            }
+            policy["Hash"] = self._acl_hash([policy["Name"], policy["Description"], policy["Rules"]])
+            self._store.acl_policies[policy["ID"]] = policy
+        return self._json(request, policy)
+
+    @route("GET", r"/v1/acl/token/self")
+    def acl_token_self(self, request):
+        if self.token is None:
+            return _error(401, "ACL support disabled")
+        secret = request.headers.get("X-Consul-Token") or _bearer(request.headers.get("Authorization")) or request.arg("token")
+        with self._changed:
+            token = next((t for t in self._store.acl_tokens.values() if t["SecretID"] == secret), None)
+        if token is None:
+            return _error(403, "ACL not found")
+        return self._json(request, token)
+
+    @route("PUT", r"/v1/acl/token")
+    @route("PUT", r"/v1/acl/token/(?P<accessor_id>[^/]+)")
+    def acl_token_write(self, request, accessor_id=None):
+        self._acl_management(request)
+        body = self._body(request, ACL_TOKEN_FIELDS, "the token")
+        with self._changed:
+            existing = self._store.acl_tokens.get(accessor_id) if accessor_id else None
+            if accessor_id and existing is None:
+                return _error(400, f"Cannot find token {accessor_id}")
+            secret = body.get("SecretID") or (existing["SecretID"] if existing else str(uuid.uuid4()))
+            if existing and secret != existing["SecretID"]:
+                return _error(400, "Changing a token's SecretID is not permitted")
+            if not existing and any(t["SecretID"] == secret for t in self._store.acl_tokens.values()):
+                return _error(500, "Invalid Token: SecretID is already in use")
+            links = self._policy_links(body.get("Policies"))
+            index = self._commit("acl")
+            token = {
+                "AccessorID": accessor_id or body.get("AccessorID") or str(uuid.uuid4()),
+                "SecretID": secret,
+                "Description": body.get("Description") or "",
+                "Policies": links,
+                "Local": bool(body.get("Local")),
+                "CreateTime": existing["CreateTime"] if existing else _now_rfc3339(),
+                "CreateIndex": existing["CreateIndex"] if existing else index,
+                "ModifyIndex": index,
+            }
+            token["Hash"] = self._acl_hash([token["Description"], token["Policies"], token["Local"]])
+            self._store.acl_tokens[token["AccessorID"]] = token
+        return self._json(request, token)
+
     # -- sessions ---------------------------------------------------------------------------------
 
     @route("PUT", r"/v1/session/create")
@@ -1034,6 +1166,10 @@ class ConsulSimulator(Simulator):
 
         sessions, index = self._blocking(request, read)
         return self._json(request, sessions, index=index)
+
+
+def _now_rfc3339():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _bearer(authorization):

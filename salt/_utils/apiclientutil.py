@@ -20,7 +20,7 @@ import base64
 import json
 import urllib.parse
 
-from httpclientutil import HTTPClient, NotFoundError
+from httpclientutil import HTTPClient, HTTPRequestError, NotFoundError
 from salt.exceptions import CommandExecutionError
 
 KONG_PAGE_SIZE = 1000  # Kong's maximum: a few hundred services cost one request
@@ -83,6 +83,36 @@ class ConsulAPI:
         except NotFoundError:
             return False
         return True
+
+    # ACL policies and tokens (Consul 1.4 and later). Consul answers a missing ACL object with
+    # 403 "ACL not found", like a bad token: policies are found through their listing, a token
+    # through its own secret.
+
+    def list_acl_policies(self):
+        """Every policy, without its rules: ``[{"ID", "Name", "Description", ...}]``."""
+        return self.http.get("/v1/acl/policies") or []
+
+    def get_acl_policy(self, policy_id):
+        return self.http.get(f"/v1/acl/policy/{quote(policy_id)}")
+
+    def put_acl_policy(self, policy, policy_id=None):
+        """Create a policy, or update the one ``policy_id`` names; returns it."""
+        suffix = f"/{quote(policy_id)}" if policy_id else ""
+        return self.http.put(f"/v1/acl/policy{suffix}", json=policy)
+
+    def get_acl_token_by_secret(self, secret_id):
+        """The token whose secret is ``secret_id`` (read with itself), or None without one."""
+        try:
+            return self.http.get("/v1/acl/token/self", headers={"X-Consul-Token": secret_id})
+        except HTTPRequestError as err:
+            if err.status == 403 and err.server_message == "ACL not found":
+                return None
+            raise
+
+    def put_acl_token(self, token, accessor_id=None):
+        """Create a token, or update the one ``accessor_id`` names; returns it."""
+        suffix = f"/{quote(accessor_id)}" if accessor_id else ""
+        return self.http.put(f"/v1/acl/token{suffix}", json=token)
 
 
 class KongAPI:
@@ -235,14 +265,9 @@ def _b64(raw):
 
 
 def _prefix_end(prefix):
-    """The exclusive end of etcd's range of keys that start with ``prefix`` (bytes)."""
-    end = bytearray(prefix)
-    while end and end[-1] == 0xFF:
-        end.pop()
-    if not end:
-        return b"\0"  # etcd's "to the end of the keyspace"
-    end[-1] += 1
-    return bytes(end)
+    """The exclusive end of etcd's range of the keys starting with ``prefix`` (bytes, not
+    empty, ending below 0xFF as the ``/``-terminated prefixes here do): its last byte plus one."""
+    return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
 class MarathonAPI:

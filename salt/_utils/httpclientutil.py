@@ -178,7 +178,7 @@ class HTTPClient:
     def delete(self, path, **kwargs):
         return self.request("DELETE", path, **kwargs)
 
-    def request(self, method, path, json=None, params=None, idempotent=None):  # noqa: A002
+    def request(self, method, path, json=None, params=None, idempotent=None, headers=None):  # noqa: A002
         """Send one request and return its decoded body.
 
         A JSON reply is decoded, any other non-empty reply is returned as text, an empty one as
@@ -189,12 +189,13 @@ class HTTPClient:
         :param json: the body, sent as JSON
         :param params: query parameters, a mapping or (name, value) pairs
         :param idempotent: whether retries are safe; defaults by method (POST is not)
+        :param headers: sent with this request, over the client's own
         """
         method = method.upper()
         url = self.base_url + path
         if params:
             url += ("&" if "?" in url else "?") + urllib.parse.urlencode(params, doseq=True)
-        headers, body = self.headers, None
+        headers, body = {**self.headers, **(headers or {})}, None
         if json is not None:
             headers = {**headers, "Content-Type": "application/json"}
             body = _dumps(json)

@@ -372,7 +372,7 @@ class Registries:
     @classmethod
     def from_config(cls, config_get, **client_options):
         """Clients for the URLs in ``config_get(key, default)`` (``config.get`` in Salt)."""
-        settings = _settings_values(config_get)
+        settings = settings_values(config_get)
         return cls(
             consul=ConsulAPI(settings["platform:consul:url"],
                              token=settings["platform:consul:token"], **client_options),
@@ -934,7 +934,8 @@ class Settings:
     domain: str
 
 
-def _settings_values(config_get):
+def settings_values(config_get):
+    """``{key: value}`` of :data:`SETTINGS` from ``config_get(key, default)``."""
     values = {key: config_get(key, default) for key, default in SETTINGS.items()}
     # A key set to nothing (``url:`` in YAML) takes the default; "" is a value, e.g. no etcd.
     return {key: SETTINGS[key] if value is None else value for key, value in values.items()}
@@ -946,7 +947,7 @@ def configured_registries(config_get, cache=None):
     :param cache: a dict (Salt's ``__context__``) in which the clients, and so their HTTP
         sessions, are kept for as long as the configuration does not change
     """
-    values = _settings_values(config_get)
+    values = settings_values(config_get)
     cache = {} if cache is None else cache
     key = ("registrationutil.registries", tuple(map(str, values.values())))
     if key not in cache:
@@ -956,7 +957,7 @@ def configured_registries(config_get, cache=None):
 
 def configured(config_get, source, cache=None):
     """:class:`Settings` for the front door ``source`` from ``config_get(key, default)``."""
-    values = _settings_values(config_get)
+    values = settings_values(config_get)
     return Settings(
         registries=configured_registries(config_get, cache),
         owner=Owner(values["platform:cluster"], source),

@@ -33,6 +33,7 @@ TEST_SECRETS = {
     "consul": {
         "encrypt": "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=",
         "acl_token": "3f6c1a52-4a53-4bd3-a0f5-7d2b8c1e9a10",
+        "dns_token": "8d2e4f10-6b7a-4c3d-9e8f-0a1b2c3d4e5f",
     },
     "kong": {"database": {"password": "kong-test-password"}},
     "vulcand": {"source_hash": "sha256=" + "a" * 64},

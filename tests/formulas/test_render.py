@@ -1,8 +1,10 @@
 """Every node of both cloud maps renders on CentOS 7 and EL9, and carries what its role runs."""
 
+import json
+
 import pytest
 
-from tests.formulas.conftest import state_args
+from tests.formulas.conftest import TEST_SECRETS, Node, state_args, write_pillar
 
 FORMULAS_BY_ROLE = {
     "master": {"docker", "weave", "zookeeper", "mesos.master", "marathon", "etcd", "vulcand"},
@@ -52,7 +54,16 @@ def test_consul_servers_expect_every_master(by_role, cluster_nodes):
         assert config["acl"]["enabled"] is True and config["acl"]["default_policy"] == "deny"
         assert config["acl"]["tokens"]["initial_management"]
         # default-deny ACLs: without a DNS token, Consul DNS (and dnsmasq's forward) answers nothing
-        assert config["acl"]["tokens"]["dns"] == config["acl"]["tokens"]["agent"]
+        assert config["acl"]["tokens"]["dns"] == TEST_SECRETS["consul"]["dns_token"]
+        policy = state_args(highstate, "Consul policy dns-read is present")
+        assert 'service_prefix "" { policy = "read" }' in policy["rules"]
+        assert "write" not in policy["rules"]
+        token = state_args(highstate, "Consul DNS token is present")
+        assert (token["secret_id"], token["policies"]) == (TEST_SECRETS["consul"]["dns_token"], ["dns-read"])
+        assert token["url"] == policy["url"] == "http://127.0.0.1:8500"
+        assert token["token"] == TEST_SECRETS["consul"]["acl_token"]
+        assert policy["require"] == [{"service": "Consul is running"}]
+        assert token["require"] == [{"consul_acl": "Consul policy dns-read is present"}]
         assert config["encrypt"]
         assert config["client_addr"] == f"127.0.0.1 {node.address}"
         assert config["enable_script_checks"] is False
@@ -75,6 +86,8 @@ def test_consul_agents_join_the_masters(by_role):
         assert config["server"] is False
         assert "bootstrap_expect" not in config
         assert "initial_management" not in config["acl"]["tokens"]
+        assert config["acl"]["tokens"]["dns"] == TEST_SECRETS["consul"]["dns_token"]
+        assert not [sid for sid in highstate if sid.startswith(("Consul policy", "Consul DNS token"))]
         assert config["retry_join"] and node.address not in config["retry_join"]
         assert config["leave_on_terminate"] is True
 
@@ -157,3 +170,14 @@ def test_downloads_are_pinned_with_a_hash(rendered):
             args = state_args(highstate, sid)
             if str(args.get("source", "")).startswith("http"):
                 assert args.get("source_hash"), (key, sid)
+
+
+def test_without_a_dns_token_the_agents_answer_dns_with_their_own(tmp_path):
+    pillar_dir = write_pillar(tmp_path / "pillar", {"master": "10.0.12.10"})
+    secrets = json.loads(json.dumps(TEST_SECRETS))
+    del secrets["consul"]["dns_token"]
+    (pillar_dir / "local.sls").write_text(json.dumps({**secrets, "cluster": {"masters": {"master": "10.0.12.10"}}}))
+    highstate = Node(tmp_path / "root", "master", ["master"], "10.0.12.10", "el9", pillar_dir).highstate()
+    tokens = state_args(highstate, "Consul agent is configured")["dataset"]["acl"]["tokens"]
+    assert tokens["dns"] == tokens["agent"] == TEST_SECRETS["consul"]["acl_token"]
+    assert "Consul DNS token is present" not in highstate

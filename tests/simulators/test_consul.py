@@ -6,6 +6,7 @@ profiles, ACL modes and timers start their own small simulator.
 
 import base64
 import threading
+import uuid
 
 import pytest
 import requests
@@ -583,3 +584,48 @@ def test_reset_forgets_everything_but_the_consul_service(consul_sim, api):
     assert api("GET", "/v1/agent/services").json() == {}
     assert list(api("GET", "/v1/catalog/services").json()) == ["consul"]
     assert api("GET", "/v1/kv/k").status_code == 404
+
+
+# -- ACL policies and tokens -------------------------------------------------------------------
+
+
+def test_acl_policies_are_created_listed_without_rules_and_updated(api):
+    name = f"dns-read-{uuid.uuid4().hex[:8]}"
+    created = api("PUT", "/v1/acl/policy", {"Name": name, "Rules": 'node_prefix "" { policy = "read" }'})
+    assert created.status_code == 200
+    policy = created.json()
+    listed = {stub["Name"]: stub for stub in api("GET", "/v1/acl/policies").json()}
+    assert "Rules" not in listed[name] and listed[name]["ID"] == policy["ID"]
+    assert "global-management" in listed
+    duplicate = api("PUT", "/v1/acl/policy", {"Name": name})
+    assert (duplicate.status_code, duplicate.text) == (500, f'Invalid Policy: A Policy with Name "{name}" already exists')
+    updated = api("PUT", f"/v1/acl/policy/{policy['ID']}", {"Name": name, "Description": "DNS", "Rules": ""}).json()
+    assert (updated["ID"], updated["Description"], updated["Rules"]) == (policy["ID"], "DNS", "")
+    assert api("GET", f"/v1/acl/policy/{policy['ID']}").json()["Description"] == "DNS"
+
+
+def test_acl_tokens_are_read_with_their_own_secret(api, consul_clean):
+    name = f"dns-read-{uuid.uuid4().hex[:8]}"
+    api("PUT", "/v1/acl/policy", {"Name": name})
+    secret = str(uuid.uuid4())
+    token = api("PUT", "/v1/acl/token", {"SecretID": secret, "Description": "DNS", "Policies": [{"Name": name}]}).json()
+    assert token["SecretID"] == secret and [link["Name"] for link in token["Policies"]] == [name]
+    read = requests.get(f"{consul_clean.url}/v1/acl/token/self", headers={"X-Consul-Token": secret}, timeout=10)
+    assert read.json()["AccessorID"] == token["AccessorID"]
+    unknown = requests.get(f"{consul_clean.url}/v1/acl/token/self", headers={"X-Consul-Token": str(uuid.uuid4())}, timeout=10)
+    assert (unknown.status_code, unknown.text) == (403, "ACL not found")
+    again = api("PUT", "/v1/acl/token", {"SecretID": secret})
+    assert (again.status_code, again.text) == (500, "Invalid Token: SecretID is already in use")
+    updated = api("PUT", f"/v1/acl/token/{token['AccessorID']}", {"Description": "DNS lookups", "Policies": []})
+    assert updated.json()["Policies"] == [] and updated.json()["SecretID"] == secret
+    missing = api("PUT", "/v1/acl/token", {"Policies": [{"Name": "no-such-policy"}]})
+    assert missing.status_code == 400
+
+
+def test_acl_objects_need_the_management_token(consul_sim):
+    if consul_sim.token is None:
+        pytest.skip("needs ACLs")
+    assert requests.get(f"{consul_sim.url}/v1/acl/policies", timeout=10).status_code == 403
+    with ConsulSimulator() as open_agent:
+        reply = requests.get(f"{open_agent.url}/v1/acl/policies", timeout=10)
+        assert (reply.status_code, reply.text) == (401, "ACL support disabled")
