@@ -11,7 +11,8 @@ It prints:
    scales up by (one vulcand server each); real web servers, HTTP health checks;
 2. a full resync of ``--apps`` x ``--tasks`` (tasks without servers) when everything changed
    (empty registries) and when nothing changed: wall time, the engine's own CPU time (the rest
-   of the machine runs the simulators) and HTTP requests per system;
+   of the machine runs the simulators) and HTTP requests per system, ``--resync-runs`` times
+   on fresh registries, with the medians;
 3. time to repair after a scale-up whose events were 20 % dropped, against the resync period;
 4. events per second the engine follows: ``--event-rate`` status updates a second for the
    latency apps, from a stand-in event stream (the simulator cannot be driven that fast), and
@@ -263,26 +264,35 @@ def event_rate(marathon, registries, app_ids, rate, seconds, workers):
           f"{engine.disconnects}, coalesced into {reads} Marathon reads")
 
 
-def full_resync(registries, app_count, tasks, workers):
+def full_resync(app_count, tasks, workers, runs):
+    """Resyncs of ``app_count`` apps against empty, then unchanged registries; ``runs`` times,
+    each on fresh registries, and the medians."""
+    elapsed = {"everything changed": [], "nothing changed": []}
     with simulator_process("marathon", "--unbacked-tasks", "--staging-seconds", "0.01") as urls:
         marathon = urls["url"]
         for index in range(app_count):
             create_app(marathon, f"/app{index}", tasks, health_checks=False)
         wait_for(lambda: not requests.get(f"{marathon}/v2/deployments", timeout=TIMEOUT).json(),
                  "the apps' deployments")
-        registrar = marathon_registrar.Registrar(
-            marathon_registrar.Settings(max_workers=workers), registries.platform(marathon),
-            lambda data, tag: None,
-        )
-        for label in ("everything changed", "nothing changed"):
-            httpclientutil.REQUEST_COUNTER.reset()
-            started, cpu_started = time.perf_counter(), time.process_time()
-            if not registrar.resync():
-                raise SystemExit(f"resync failed ({label})")
-            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-            summary = request_summary(httpclientutil.REQUEST_COUNTER.snapshot())
-            print(f"full resync, {app_count} apps x {tasks} tasks, {label}: {elapsed:.2f} s "
-                  f"(engine CPU {cpu:.2f} s), {summary}")
+        for _ in range(runs):
+            with contextlib.ExitStack() as stack:
+                registrar = marathon_registrar.Registrar(
+                    marathon_registrar.Settings(max_workers=workers),
+                    Registries(stack).platform(marathon), lambda data, tag: None,
+                )
+                for label, seconds in elapsed.items():
+                    httpclientutil.REQUEST_COUNTER.reset()
+                    started, cpu_started = time.perf_counter(), time.process_time()
+                    if not registrar.resync():
+                        raise SystemExit(f"resync failed ({label})")
+                    seconds.append(time.perf_counter() - started)
+                    cpu = time.process_time() - cpu_started
+                    summary = request_summary(httpclientutil.REQUEST_COUNTER.snapshot())
+                    print(f"full resync, {app_count} apps x {tasks} tasks, {label}: "
+                          f"{seconds[-1]:.2f} s (engine CPU {cpu:.2f} s), {summary}")
+    for label, seconds in elapsed.items():
+        print(f"full resync, {label}: median {statistics.median(seconds):.2f} s over {runs} runs "
+              f"(min {min(seconds):.2f}, max {max(seconds):.2f})")
 
 
 def main(argv=None):
@@ -296,6 +306,8 @@ def main(argv=None):
     parser.add_argument("--event-rate", type=int, default=1000)
     parser.add_argument("--event-seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--resync-runs", type=int, default=3,
+                        help="full resyncs measured, each on fresh registries")
     options = parser.parse_args(argv)
 
     with contextlib.ExitStack() as stack:
@@ -312,8 +324,7 @@ def main(argv=None):
         engine.stop()
         event_rate(marathon, registries, app_ids, options.event_rate, options.event_seconds,
                    options.workers)
-    with contextlib.ExitStack() as stack:  # fresh, empty registries
-        full_resync(Registries(stack), options.apps, options.tasks, options.workers)
+    full_resync(options.apps, options.tasks, options.workers, options.resync_runs)
 
 
 if __name__ == "__main__":
