@@ -55,6 +55,8 @@ def test_consul_servers_expect_every_master(by_role, cluster_nodes):
         assert config["acl"]["tokens"]["initial_management"]
         # default-deny ACLs: without a DNS token, Consul DNS (and dnsmasq's forward) answers nothing
         assert config["acl"]["tokens"]["dns"] == TEST_SECRETS["consul"]["dns_token"]
+        # the service definitions of the config dir are registered with a token, not anonymously
+        assert config["acl"]["tokens"]["config_file_service_registration"] == TEST_SECRETS["consul"]["acl_token"]
         policy = state_args(highstate, "Consul policy dns-read is present")
         assert 'service_prefix "" { policy = "read" }' in policy["rules"]
         assert "write" not in policy["rules"]
