@@ -373,15 +373,16 @@ class Registries:
     def from_config(cls, config_get, **client_options):
         """Clients for the URLs in ``config_get(key, default)`` (``config.get`` in Salt)."""
         settings = settings_values(config_get)
+        etcd_url = settings["platform:vulcand:etcd_url"]
+        store = VulcandStore(etcd_url, settings["platform:vulcand:etcd_prefix"],
+                             **client_options) if etcd_url else None
         return cls(
             consul=ConsulAPI(settings["platform:consul:url"],
                              token=settings["platform:consul:token"], **client_options),
             vulcand=VulcandAPI(settings["platform:vulcand:url"], **client_options),
             kong=KongAPI(settings["platform:kong:admin_url"], **client_options),
             marathon=MarathonAPI(settings["platform:marathon:url"], **client_options),
-            vulcand_store=VulcandStore(settings["platform:vulcand:etcd_url"],
-                                       settings["platform:vulcand:etcd_prefix"], **client_options)
-            if settings["platform:vulcand:etcd_url"] else None,
+            vulcand_store=store,
         )
 
 
@@ -441,9 +442,8 @@ def read_snapshot(registries, owner, names=None, max_workers=DEFAULT_MAX_WORKERS
     Without ``names``, or with more than :data:`SCOPED_READ_MAX` of them: one listing per
     object type, and the servers of every backend from vulcand's etcd in one read (with no
     store configured, or none reachable: one listing through the API per owned backend of
-    ``names``). For a single
-    name (a ``microservice.*`` call, one Marathon app's event), only its objects are read, by
-    name, so the cost does not grow with everything else that is registered.
+    ``names``). For a single name (a ``microservice.*`` call, one Marathon app's event), only
+    its objects are read, by name, so the cost does not grow with everything else registered.
     """
     with concurrent.futures.ThreadPoolExecutor(max_workers) as pool:
         scoped = names is not None and len(names) <= SCOPED_READ_MAX
