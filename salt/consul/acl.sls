@@ -1,21 +1,23 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-{#- With pillar consul:dns_token set, the masters make sure that token exists in Consul and can
-    only read what DNS answers from (the dns_policy rules); every agent answers DNS with it
-    (map.jinja). Written through the local server with the bootstrap token, once ACLs answer. #}
+{#- The per-purpose tokens whose secrets pillar sets (consul:dns_token, agent_token,
+    registrar_token): the masters make sure each exists in Consul carrying exactly its policy of
+    consul:acl_policies. Written through the local server with the bootstrap token once ACLs
+    answer; the agents use the dns and agent tokens (map.jinja). #}
 {%- from tpldir ~ "/map.jinja" import consul with context %}
 {%- import "platform/topology.jinja" as platform with context %}
 
 include:
   - {{ tpldir }}.service
-{%- if consul.dns_token and 'master' in platform.topology.roles %}
+{%- if 'master' in platform.topology.roles %}
 {%-   set connection = {'url': 'http://127.0.0.1:' ~ consul.http_port, 'token': consul.acl_token} %}
+{%-   for name, policy in consul.acl_policies | dictsort if consul.get(policy.token) %}
 
-Consul policy {{ consul.dns_policy.name }} is present:
+Consul policy {{ name }} is present:
   consul_acl.policy_present:
-    - name: {{ consul.dns_policy.name }}
-    - description: {{ consul.dns_policy.description | json }}
-    - rules: {{ consul.dns_policy.rules | json }}
+    - name: {{ name }}
+    - description: {{ policy.description | json }}
+    - rules: {{ policy.rules | json }}
     - url: {{ connection.url }}
     - token: {{ connection.token | json }}
     # ACL writes need an elected leader; on the ha map the masters race to create it first.
@@ -23,14 +25,15 @@ Consul policy {{ consul.dns_policy.name }} is present:
     - require:
       - service: Consul is running
 
-Consul DNS token is present:
+Consul token {{ policy.token }} is present:
   consul_acl.token_present:
-    - name: DNS lookups of the agents
-    - secret_id: {{ consul.dns_token | json }}
-    - policies: [{{ consul.dns_policy.name }}]
+    - name: {{ policy.description | json }}
+    - secret_id: {{ consul[policy.token] | json }}
+    - policies: [{{ name }}]
     - url: {{ connection.url }}
     - token: {{ connection.token | json }}
     - retry: {attempts: 20, interval: 3}
     - require:
-      - consul_acl: Consul policy {{ consul.dns_policy.name }} is present
+      - consul_acl: Consul policy {{ name }} is present
+{%-   endfor %}
 {%- endif %}

@@ -34,6 +34,8 @@ TEST_SECRETS = {
         "encrypt": "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=",
         "acl_token": "3f6c1a52-4a53-4bd3-a0f5-7d2b8c1e9a10",
         "dns_token": "8d2e4f10-6b7a-4c3d-9e8f-0a1b2c3d4e5f",
+        "agent_token": "1c9b7e22-3d4f-4a5b-8c6d-7e8f9a0b1c2d",
+        "registrar_token": "6e5d4c3b-2a19-4876-9543-210fedcba987",
     },
     "kong": {"database": {"password": "kong-test-password"}},
     "vulcand": {"source_hash": "sha256=" + "a" * 64},

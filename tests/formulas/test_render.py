@@ -53,19 +53,18 @@ def test_consul_servers_expect_every_master(by_role, cluster_nodes):
         assert sorted(config["retry_join"]) == masters
         assert config["acl"]["enabled"] is True and config["acl"]["default_policy"] == "deny"
         assert config["acl"]["tokens"]["initial_management"]
-        # default-deny ACLs: without a DNS token, Consul DNS (and dnsmasq's forward) answers nothing
-        assert config["acl"]["tokens"]["dns"] == TEST_SECRETS["consul"]["dns_token"]
-        # the service definitions of the config dir are registered with a token, not anonymously
-        assert config["acl"]["tokens"]["config_file_service_registration"] == TEST_SECRETS["consul"]["acl_token"]
-        policy = state_args(highstate, "Consul policy dns-read is present")
-        assert 'service_prefix "" { policy = "read" }' in policy["rules"]
-        assert "write" not in policy["rules"]
-        token = state_args(highstate, "Consul DNS token is present")
-        assert (token["secret_id"], token["policies"]) == (TEST_SECRETS["consul"]["dns_token"], ["dns-read"])
-        assert token["url"] == policy["url"] == "http://127.0.0.1:8500"
-        assert token["token"] == TEST_SECRETS["consul"]["acl_token"]
-        assert policy["require"] == [{"service": "Consul is running"}]
-        assert token["require"] == [{"consul_acl": "Consul policy dns-read is present"}]
+        assert_agent_tokens(config)
+        for policy_name, token_key in (("dns-read", "dns_token"), ("agent", "agent_token"),
+                                       ("registrar", "registrar_token")):
+            policy = state_args(highstate, f"Consul policy {policy_name} is present")
+            token = state_args(highstate, f"Consul token {token_key} is present")
+            assert (token["secret_id"], token["policies"]) == (TEST_SECRETS["consul"][token_key], [policy_name])
+            assert token["url"] == policy["url"] == "http://127.0.0.1:8500"
+            assert token["token"] == policy["token"] == TEST_SECRETS["consul"]["acl_token"]
+            assert policy["require"] == [{"service": "Consul is running"}]
+            assert token["require"] == [{"consul_acl": f"Consul policy {policy_name} is present"}]
+        dns_rules = state_args(highstate, "Consul policy dns-read is present")["rules"]
+        assert 'service_prefix "" { policy = "read" }' in dns_rules and "write" not in dns_rules
         assert config["encrypt"]
         assert config["client_addr"] == f"127.0.0.1 {node.address}"
         assert config["enable_script_checks"] is False
@@ -82,14 +81,23 @@ def test_consul_servers_expect_every_master(by_role, cluster_nodes):
         assert services["zookeeper"]["dataset"]["service"]["checks"][0]["tcp"] == f"{node.address}:2181"
 
 
+def assert_agent_tokens(config):
+    """Under default-deny ACLs: DNS answers with the read-only token (without one, Consul DNS
+    and dnsmasq's forward answer nothing), the agent and the services of its config dir with the
+    agent token (not anonymously, which would keep them out of the catalog)."""
+    tokens, secrets = config["acl"]["tokens"], TEST_SECRETS["consul"]
+    assert tokens["dns"] == secrets["dns_token"]
+    assert tokens["agent"] == tokens["config_file_service_registration"] == secrets["agent_token"]
+
+
 def test_consul_agents_join_the_masters(by_role):
     for node, key, highstate in by_role["slave"] + by_role["kong"]:
         config = state_args(highstate, "Consul agent is configured")["dataset"]
         assert config["server"] is False
         assert "bootstrap_expect" not in config
         assert "initial_management" not in config["acl"]["tokens"]
-        assert config["acl"]["tokens"]["dns"] == TEST_SECRETS["consul"]["dns_token"]
-        assert not [sid for sid in highstate if sid.startswith(("Consul policy", "Consul DNS token"))]
+        assert_agent_tokens(config)
+        assert not [sid for sid in highstate if sid.startswith(("Consul policy", "Consul token"))]
         assert config["retry_join"] and node.address not in config["retry_join"]
         assert config["leave_on_terminate"] is True
 
@@ -174,12 +182,14 @@ def test_downloads_are_pinned_with_a_hash(rendered):
                 assert args.get("source_hash"), (key, sid)
 
 
-def test_without_a_dns_token_the_agents_answer_dns_with_their_own(tmp_path):
+def test_without_per_purpose_tokens_the_bootstrap_token_serves(tmp_path):
     pillar_dir = write_pillar(tmp_path / "pillar", {"master": "10.0.12.10"})
     secrets = json.loads(json.dumps(TEST_SECRETS))
-    del secrets["consul"]["dns_token"]
+    for key in ("dns_token", "agent_token", "registrar_token"):
+        del secrets["consul"][key]
     (pillar_dir / "local.sls").write_text(json.dumps({**secrets, "cluster": {"masters": {"master": "10.0.12.10"}}}))
     highstate = Node(tmp_path / "root", "master", ["master"], "10.0.12.10", "el9", pillar_dir).highstate()
     tokens = state_args(highstate, "Consul agent is configured")["dataset"]["acl"]["tokens"]
-    assert tokens["dns"] == tokens["agent"] == TEST_SECRETS["consul"]["acl_token"]
-    assert "Consul DNS token is present" not in highstate
+    assert tokens["dns"] == tokens["agent"] == tokens["config_file_service_registration"] \
+        == TEST_SECRETS["consul"]["acl_token"]
+    assert not [sid for sid in highstate if sid.startswith(("Consul policy", "Consul token"))]
