@@ -19,14 +19,14 @@ import httpclientutil
 import registrationutil
 
 from bench.common import RegistryProcesses, request_summary
-from simulators.etcd import free_port
 
 
 def desired_services(count, instances, domain):
-    """``count`` services with ``instances`` instances each, on free loopback ports."""
+    """``count`` services with ``instances`` instances each: service ports (vulcand listeners)
+    in the platform's range from 10000, instances on loopback ports nothing listens on."""
     return {
         f"svc{index}": registrationutil.ServiceSpec(
-            name=f"svc{index}", port=free_port(), domain=domain,
+            name=f"svc{index}", port=10000 + index, domain=domain,
             instances={f"svc{index}-{n}": ("127.0.0.1", 50000 + index * instances + n)
                        for n in range(instances)},
         )

@@ -38,6 +38,7 @@ from simulators.etcd import free_port
 from simulators.marathon import MarathonSimulator
 
 TIMEOUT = 30
+SERVICE_PORTS = 10000
 SERVER_CHANGE = "vulcand server "
 
 
@@ -83,12 +84,14 @@ class RunningEngine:
         self.thread.join(TIMEOUT)
 
 
-def create_app(marathon_url, app_id, instances, health_checks):
+def create_app(marathon_url, app_id, instances, health_checks, port=None):
+    """A labelled app; ``port`` (default: a free one) is its service port, a vulcand listener."""
     definition = {
         "id": app_id,
         "cmd": "python3 -m simulators.webapp",
         "instances": instances,
-        "labels": {"registry.service": app_id.strip("/"), "registry.port": str(free_port())},
+        "labels": {"registry.service": app_id.strip("/"),
+                   "registry.port": str(port or free_port())},
         "healthChecks": [{"protocol": "HTTP", "path": "/health"}] if health_checks else [],
     }
     requests.post(f"{marathon_url}/v2/apps", json=definition, timeout=TIMEOUT).raise_for_status()
@@ -271,7 +274,10 @@ def full_resync(app_count, tasks, workers, runs):
     with simulator_process("marathon", "--unbacked-tasks", "--staging-seconds", "0.01") as urls:
         marathon = urls["url"]
         for index in range(app_count):
-            create_app(marathon, f"/app{index}", tasks, health_checks=False)
+            # Service ports in the platform's listener range (10000-11000, as the seed's), below
+            # the ephemeral ports that free ones would often collide with.
+            create_app(marathon, f"/app{index}", tasks, health_checks=False,
+                       port=SERVICE_PORTS + index)
         wait_for(lambda: not requests.get(f"{marathon}/v2/deployments", timeout=TIMEOUT).json(),
                  "the apps' deployments")
         for _ in range(runs):
