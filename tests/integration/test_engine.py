@@ -29,18 +29,23 @@ WAIT = 30  # seconds before a convergence wait gives up
 RESYNC = 2.0  # resync period of the engines under test
 
 
-@pytest.fixture
-def platform(consul_clean, kong_clean, vulcand_clean, marathon_clean):
+def engine_platform(consul, kong, vulcand, marathon_url):
+    """The engine's settings, pointed at the test registries and ``marathon_url``."""
     settings = {
-        "platform:consul:url": consul_clean.url,
-        "platform:consul:token": consul_clean.token or "",
-        **vulcand_clean.flat_settings(),
-        "platform:kong:admin_url": kong_clean.admin_url,
-        "platform:marathon:url": marathon_clean.url,
+        "platform:consul:url": consul.url,
+        "platform:consul:token": consul.token or "",
+        **vulcand.flat_settings(),
+        "platform:kong:admin_url": kong.admin_url,
+        "platform:marathon:url": marathon_url,
         "platform:cluster": "enginetest",
     }
     return registrationutil.configured(lambda key, default=None: settings.get(key, default),
                                        marathon_registrar.SOURCE)
+
+
+@pytest.fixture
+def platform(consul_clean, kong_clean, vulcand_clean, marathon_clean):
+    return engine_platform(consul_clean, kong_clean, vulcand_clean, marathon_clean.url)
 
 
 class Engine:
@@ -418,17 +423,7 @@ def test_only_the_lock_holder_acts(apps, registered, start_engine, platform):
 def test_legacy_task_ids_are_registered_too(consul_clean, kong_clean, vulcand_clean, registered):
     """Marathon <= 1.3 task ids (``web.<uuid>``) register like instance ids do."""
     with MarathonSimulator(task_id_format="legacy", health_interval_seconds=0.1) as legacy:
-        settings = {
-            "platform:consul:url": consul_clean.url,
-            "platform:consul:token": consul_clean.token or "",
-            **vulcand_clean.flat_settings(),
-            "platform:kong:admin_url": kong_clean.admin_url,
-            "platform:marathon:url": legacy.url,
-            "platform:cluster": "enginetest",
-        }
-        engine = Engine(registrationutil.configured(
-            lambda key, default=None: settings.get(key, default), marathon_registrar.SOURCE
-        ))
+        engine = Engine(engine_platform(consul_clean, kong_clean, vulcand_clean, legacy.url))
         try:
             apps = Apps(MarathonHandle(legacy.url, legacy))
             apps.create("/web", 2, free_port())
