@@ -69,9 +69,11 @@ Every key is optional:
     TTL of the lock's Consul session, renewed every third of it.
 ``tag_prefix`` (``marathon/registrar``)
     Prefix of the Salt events fired: ``<prefix>/connected``, ``<prefix>/disconnected``,
-    ``<prefix>/resync`` (a summary), ``<prefix>/change/<service>`` (each change made),
-    ``<prefix>/error``, ``<prefix>/invalid`` (an app with unusable labels) and
-    ``<prefix>/lock/{acquired,lost}``. Follow them with ``salt-run state.event``.
+    ``<prefix>/resync`` (a summary, with the number of standing conflicts and invalid apps),
+    ``<prefix>/change/<service>`` (each change made), ``<prefix>/error``, ``<prefix>/invalid``
+    (an app with unusable labels) and ``<prefix>/lock/{acquired,lost}``. A conflict (an
+    ``error`` event) or an invalid app is reported when it appears or changes, not on every
+    resync that still finds it. Follow them with ``salt-run state.event``.
 """
 
 import concurrent.futures
@@ -219,7 +221,8 @@ class EventStream:
 
     Asks for :data:`marathonutil.EVENT_TYPES` only, follows the standby's 302 to the leader,
     reconnects with a doubling, jittered pause, and asks for a full resync after each connect
-    (whatever happened while disconnected is then repaired).
+    (whatever happened while disconnected is then repaired), and after a first attempt that
+    failed.
     """
 
     def __init__(self, url, queue, settings, fire):
@@ -251,6 +254,7 @@ class EventStream:
 
     def _follow(self):
         pause = self.settings.reconnect_backoff
+        first = True
         while self.running:
             try:
                 self._read_stream()
@@ -260,6 +264,9 @@ class EventStream:
                 requests.RequestException, urllib3.exceptions.HTTPError, OSError, StreamRefused
             ) as err:
                 reason = str(err)
+                if first and not self.connected.is_set():
+                    self.queue.mark(None)  # the first resync waits for no stream
+            first = False
             self.connected.clear()
             if not self.running:
                 return
@@ -380,6 +387,30 @@ class ConsulLock:
 # -- the registrar ----------------------------------------------------------------------------
 
 
+class Reported:
+    """Standing problems (conflicts, invalid apps), so that each is reported when it appears
+    or changes, not again on every pass that still finds it."""
+
+    def __init__(self):
+        self._messages = {}
+
+    def __len__(self):
+        return len(self._messages)
+
+    def report(self, key, message):
+        """Note ``message`` for ``key``: True when it is new, i.e. to be reported."""
+        new = self._messages.get(key) != message
+        self._messages[key] = message
+        return new
+
+    def resolve(self, key):
+        self._messages.pop(key, None)
+
+    def retain(self, keys):
+        """Forget the problems of every key not in ``keys`` (gone or no longer found)."""
+        self._messages = {key: value for key, value in self._messages.items() if key in keys}
+
+
 @dataclass
 class AppFacts:
     """What one Marathon app contributes: its labels (None: not opted in) and instances."""
@@ -410,6 +441,8 @@ class Registrar:
         self.stream = None
         self.resyncs = 0  # completed full resyncs, for tests and the benchmark
         self._known = None  # registries as last read, plus our writes since (see _snapshot)
+        self._conflicts = Reported()  # names taken by others, as last reported
+        self._invalid = Reported()  # ("app", id) or ("service", name): why it is unusable
         self._fire = fire
         self._stop = threading.Event()
 
@@ -457,7 +490,10 @@ class Registrar:
             self.marathon.http.base_url, self.queue, self.settings, self.fire
         )
         self.stream.start()
-        next_resync = 0.0  # the stream's connect asks for one too, but never wait for it
+        # The stream's first attempt asks for the first resync, so that the connect's resync
+        # is that one rather than a second back to back; a stream that hangs does not delay it
+        # for longer than a connect timeout.
+        next_resync = time.monotonic() + httpclientutil.DEFAULT_TIMEOUT[0]
         next_renewal = time.monotonic() + self.lock.renew_interval if self.lock else math.inf
         failures = 0
         try:
@@ -500,8 +536,10 @@ class Registrar:
         """Read every app and every owned registration, and converge all of them."""
         started = time.monotonic()
         try:
-            apps = self.marathon.list_apps(label=marathonutil.LABEL_SERVICE)
-            snapshot = registrationutil.read_snapshot(self.registries, self.owner)
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:  # Marathon and the registries
+                listed = pool.submit(self.marathon.list_apps, label=marathonutil.LABEL_SERVICE)
+                snapshot = registrationutil.read_snapshot(self.registries, self.owner)
+                apps = listed.result()
         except CommandExecutionError as err:
             self._report_error("resync", err)
             return False
@@ -517,14 +555,18 @@ class Registrar:
             ref.service for ref in snapshot.objects if ref.kind == CONSUL_SERVICE
         }
         names = registered | self._service_names(self.apps)
+        self._invalid.retain({("app", app_id) for app_id in self.apps}
+                             | {("service", name) for name in names})
         self._known = snapshot
-        ok, changed = self._converge(self._desired(names), snapshot)
+        ok, changed = self._converge(self._desired(names), snapshot, everything=True)
         self.resyncs += 1
         self.fire(
             {
                 "apps": len(self.apps),
                 "services": len(names),
                 "changes": changed,
+                "conflicts": len(self._conflicts),
+                "invalid": len(self._invalid),
                 "ok": ok,
                 "seconds": round(time.monotonic() - started, 3),
             },
@@ -548,6 +590,8 @@ class Registrar:
             self._report_error("read apps", err, apps=sorted(app_ids))
             return False
         for app_id, app in fresh.items():
+            if app is None:
+                self._invalid.resolve(("app", app_id))
             facts = self._facts(app) if app is not None else None
             if facts is not None and facts.named:
                 self.apps[app_id] = facts
@@ -605,9 +649,11 @@ class Registrar:
                 return AppFacts(None, {})
             instances = marathonutil.instances_from_app(app, labels.port_index, self.grace)
         except marathonutil.MarathonDataError as err:
-            self.fire({"app": app_id, "service": named, "reason": str(err)}, "invalid")
-            log.warning("leaving service %r alone: %s", named, err)
+            if self._invalid.report(("app", app_id), str(err)):
+                self.fire({"app": app_id, "service": named, "reason": str(err)}, "invalid")
+                log.warning("leaving service %r alone: %s", named, err)
             return AppFacts(None, {}, invalid=str(err), named=named)
+        self._invalid.resolve(("app", app_id))
         return AppFacts(labels, instances, named=named)
 
     @staticmethod
@@ -645,17 +691,25 @@ class Registrar:
                     gateway=labels.gateway,
                 )
             except SaltInvocationError as err:
-                self.fire({"service": name, "reason": str(err)}, "invalid")
-                log.warning("leaving service %r alone: %s", name, err)
+                if self._invalid.report(("service", name), str(err)):
+                    self.fire({"service": name, "reason": str(err)}, "invalid")
+                    log.warning("leaving service %r alone: %s", name, err)
+                continue
+            self._invalid.resolve(("service", name))
         return desired
 
-    def _converge(self, desired, snapshot):
-        """Plan and apply ``desired`` against ``snapshot``: returns (ok, number of changes)."""
+    def _converge(self, desired, snapshot, everything=False):
+        """Plan and apply ``desired`` against ``snapshot``: returns (ok, number of changes).
+
+        ``everything``: ``desired`` is every service, so conflicts not found are resolved."""
         plan = registrationutil.plan(desired, snapshot, self.owner)
         # A name taken by someone else (pillar, another cluster) stays refused until they
-        # give it up: report it on every pass, but it is no reason to retry sooner.
+        # give it up: reported when it appears or changes, and no reason to retry sooner.
         for conflict in plan.conflicts:
-            self._report_error("plan", conflict)
+            if self._conflicts.report(conflict, conflict):
+                self._report_error("plan", conflict)
+        if everything:
+            self._conflicts.retain(set(plan.conflicts))
         if not plan:
             return True, 0
         result = registrationutil.apply(plan, self.registries, self.settings.max_workers)

@@ -8,7 +8,7 @@ Each client knows its API's paths, wrappers and paging, and nothing about regist
   by endpoint key, deleted idempotently.
 - :class:`VulcandAPI`: vulcand v2 hosts, backends, servers, frontends and listeners (upserts are
   POSTs by id, so they are safe to retry).
-- :class:`VulcandStore`: vulcand's etcd v3 store, read directly (all servers in one request).
+- :class:`VulcandStore`: vulcand's etcd v3 store, read directly (every object in one request).
 - :class:`MarathonAPI`: apps with their tasks.
 
 Errors are :mod:`httpclientutil` errors; ``get_*`` methods raise
@@ -200,17 +200,20 @@ class VulcandAPI:
 
 class VulcandStore:
     """vulcand's etcd v3 store (``vulcand -etcdApiVer=3``), read directly through etcd's JSON
-    gateway: the servers of every backend in one range read, where vulcand's API lists the
-    servers of one backend per request. Only read: writes go through vulcand's API, which
-    validates them.
+    gateway: every vulcand object (hosts, backends, servers, frontends, listeners) in one range
+    read, where vulcand's API needs a listing per collection and one per backend for the
+    servers. Only read: writes go through vulcand's API, which validates them.
 
     :param url: an etcd client URL, e.g. ``http://etcd.service.consul:2379``
-    :param prefix: vulcand's ``-etcdKey`` (keys are ``<prefix>/backends/<id>/backend`` and
-        ``<prefix>/backends/<id>/servers/<server id>``)
+    :param prefix: vulcand's ``-etcdKey`` (keys are ``<prefix>/hosts/<name>/host``,
+        ``<prefix>/backends/<id>/backend``, ``<prefix>/backends/<id>/servers/<server id>``,
+        ``<prefix>/frontends/<id>/frontend`` and ``<prefix>/listeners/<id>``)
     """
 
     system = "etcd"
-    PAGE_SIZE = 5000  # keys per range request; later pages are read at the first one's revision
+    # Keys per range request; later pages are read at the first one's revision. 10,000 services
+    # are some 70,000 keys: one page, some 20 MB.
+    PAGE_SIZE = 100_000
 
     def __init__(self, url, prefix="/vulcand", **client_options):
         self.http = HTTPClient(self.system, url, **client_options)
@@ -220,17 +223,29 @@ class VulcandStore:
     def backends_prefix(self):
         return f"{self.prefix}/backends/"
 
-    def backends_with_servers(self):
-        """``{backend_id: [{"Id", "URL"}]}`` of every stored backend, as of one revision."""
-        base = self.backends_prefix
-        backends, servers = set(), {}
+    def objects(self):
+        """Every stored object, as of one revision, shaped as vulcand's API lists them:
+        ``{"hosts": [...], "backends": [...], "frontends": [...], "listeners": [...],
+        "servers": {backend_id: [{"Id", "URL"}]}}`` (servers of every stored backend)."""
+        base = f"{self.prefix}/"
+        found = {"hosts": [], "backends": [], "frontends": [], "listeners": []}
+        servers = {}
         for key, value in self._range(base):
             parts = key[len(base):].split("/")
-            if parts[1:] == ["backend"]:
-                backends.add(parts[0])
-            elif len(parts) == 3 and parts[1] == "servers":
-                servers.setdefault(parts[0], []).append({"Id": parts[2], "URL": _url_of(value)})
-        return {backend: servers.get(backend, []) for backend in backends}
+            collection = parts[0]
+            if len(parts) == 3 and collection == "hosts" and parts[2] == "host":
+                found["hosts"].append({**_object_of(value), "Name": parts[1]})
+            elif len(parts) == 3 and collection in ("backends", "frontends") \
+                    and parts[2] == collection[:-1]:
+                found[collection].append({**_object_of(value), "Id": parts[1]})
+            elif len(parts) == 4 and collection == "backends" and parts[2] == "servers":
+                servers.setdefault(parts[1], []).append({"Id": parts[3], "URL": _url_of(value)})
+            elif len(parts) == 2 and collection == "listeners":
+                found["listeners"].append({**_object_of(value), "Id": parts[1]})
+        found["servers"] = {
+            backend["Id"]: servers.get(backend["Id"], []) for backend in found["backends"]
+        }
+        return found
 
     def _range(self, prefix):
         """``(key, value)`` of every key under ``prefix``, in pages, all at one revision."""
@@ -251,13 +266,18 @@ class VulcandStore:
             start = base64.b64decode(kvs[-1]["key"]) + b"\0"
 
 
+def _object_of(stored):
+    """A stored object's fields; none when the value is damaged, so that it gets rewritten."""
+    try:
+        value = json.loads(stored)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _url_of(stored_server):
     """The URL of a stored server; None when the value is damaged, so that it gets rewritten."""
-    try:
-        server = json.loads(stored_server)
-    except ValueError:
-        return None
-    return server.get("URL") if isinstance(server, dict) else None
+    return _object_of(stored_server).get("URL")
 
 
 def _b64(raw):

@@ -23,12 +23,12 @@ Stable API (the Marathon engine builds on it)
     config, then pillar) with the keys under ``platform:`` (see :data:`SETTINGS`).
 
 ``read_snapshot(registries, owner, names=None) -> Snapshot``
-    The facts: one listing per object type (Consul services; vulcand hosts, backends, frontends,
-    listeners; Kong services, routes), plus the servers of every backend in one read of
-    vulcand's etcd (``platform:vulcand:etcd_url``; vulcand's API has no bulk server listing, so
-    without the store they are listed per owned backend, concurrently, only for ``names`` when
-    given). For a single name, its objects are read by name instead, so one service costs the
-    same however many exist.
+    The facts, all read at once: one listing per object type of Consul (services) and Kong
+    (services, routes), and every vulcand object (hosts, backends, servers, frontends,
+    listeners) in one read of vulcand's etcd (``platform:vulcand:etcd_url``; without the store,
+    one listing per collection through vulcand's API, which has no bulk server listing: servers
+    are then listed per owned backend, only for ``names`` when given). For a single name, its
+    objects are read by name instead, so one service costs the same however many exist.
 
 ``plan(desired, snapshot, owner, prune_instances=True) -> Plan``
     A pure diff. ``desired`` is ``{name: ServiceSpec or None}``; None means absent. Only owned
@@ -93,7 +93,7 @@ SETTINGS = {
     "platform:consul:url": "http://consul.service.consul:8500",
     "platform:consul:token": "",
     "platform:vulcand:url": "http://vulcand.service.consul:8182",
-    # vulcand's etcd, read directly for the servers of every backend at once ("" turns it off).
+    # vulcand's etcd, read directly for every vulcand object at once ("" turns it off).
     "platform:vulcand:etcd_url": "http://etcd.service.consul:2379",
     "platform:vulcand:etcd_prefix": "/vulcand",
     "platform:kong:admin_url": "http://kong.service.consul:8001",
@@ -367,7 +367,7 @@ class Registries:
     vulcand: VulcandAPI
     kong: KongAPI
     marathon: MarathonAPI = None
-    vulcand_store: VulcandStore = None  # None: servers are listed through vulcand's API
+    vulcand_store: VulcandStore = None  # None: vulcand is read through its API
 
     @classmethod
     def from_config(cls, config_get, **client_options):
@@ -440,32 +440,22 @@ def read_snapshot(registries, owner, names=None, max_workers=DEFAULT_MAX_WORKERS
     """Read what exists, concurrently, and sort it into the owner's objects and claims.
 
     Without ``names``, or with more than :data:`SCOPED_READ_MAX` of them: one listing per
-    object type, and the servers of every backend from vulcand's etcd in one read (with no
-    store configured, or none reachable: one listing through the API per owned backend of
-    ``names``). For a single name (a ``microservice.*`` call, one Marathon app's event), only
-    its objects are read, by name, so the cost does not grow with everything else registered.
+    object type of Consul and Kong, and every vulcand object from one read of vulcand's etcd
+    (with no store configured, or none reachable: one listing per collection through the API,
+    and one per owned backend of ``names`` for the servers). For a single name (a
+    ``microservice.*`` call, one Marathon app's event), only its objects are read, by name, so
+    the cost does not grow with everything else registered.
     """
     with concurrent.futures.ThreadPoolExecutor(max_workers) as pool:
-        scoped = names is not None and len(names) <= SCOPED_READ_MAX
-        store = registries.vulcand_store if not scoped else None
-        stored = pool.submit(store.backends_with_servers) if store is not None else None
-        if scoped:
-            listed = _read_by_name(registries, sorted(names), pool)
+        if names is not None and len(names) <= SCOPED_READ_MAX:
+            listed, servers = _read_by_name(registries, sorted(names), pool), None
         else:
-            listed = _read_listings(registries, pool)
+            listed, servers = _read_listings(registries, pool)
         snapshot = _classify(listed, owner)
         backends = sorted(
             ref.key for ref in snapshot.objects
             if ref.kind == VULCAND_BACKEND and (names is None or ref.key in names)
         )
-        servers = None
-        if stored is not None:
-            listed_backends = [backend["Id"] for backend in listed[VULCAND_BACKEND]]
-            try:
-                servers = _stored_servers(store, stored.result(), listed_backends)
-            except HTTPRequestError as err:
-                # The store is a shortcut: without it, vulcand's API still lists every server.
-                log.warning("reading vulcand's servers through its API instead: %s", err)
         if servers is None:
             server_lists = {
                 backend: pool.submit(registries.vulcand.list_servers, backend)
@@ -480,34 +470,57 @@ def read_snapshot(registries, owner, names=None, max_workers=DEFAULT_MAX_WORKERS
     return snapshot
 
 
-def _stored_servers(store, stored, listed_backends):
-    """The servers read from vulcand's store, once it is clear that the store is vulcand's:
-    a wrong prefix, or a vulcand on etcd v2, would show no backends at all, and registrations
-    would then be rewritten and stale servers kept forever."""
-    if listed_backends and not set(listed_backends) & set(stored):
-        raise CommandExecutionError(
-            f"vulcand's etcd store at {store.http.base_url} holds none of the "
-            f"{len(listed_backends)} backends vulcand lists (looked under "
-            f"{store.backends_prefix}): set platform:vulcand:etcd_prefix to vulcand's -etcdKey "
-            f"(vulcand must run with -etcdApiVer=3), or platform:vulcand:etcd_url to '' to "
-            f"list servers through vulcand's API"
-        )
-    return stored
+# vulcand's collections, as the API lists them (the store gives the same shape).
+_VULCAND_COLLECTIONS = {
+    VULCAND_HOST: "hosts", VULCAND_BACKEND: "backends", VULCAND_FRONTEND: "frontends",
+    VULCAND_LISTENER: "listeners",
+}
 
 
 def _read_listings(registries, pool):
-    """``{Kind: [raw object]}`` from one listing per object type."""
+    """``({Kind: [raw object]}, {backend: [server]})`` from one listing per object type, all
+    at once; vulcand's objects from its store when there is one (servers None without it)."""
     listings = {
         CONSUL_SERVICE: lambda: list(registries.consul.list_services().values()),
-        VULCAND_HOST: lambda: registries.vulcand.list("hosts"),
-        VULCAND_BACKEND: lambda: registries.vulcand.list("backends"),
-        VULCAND_FRONTEND: lambda: registries.vulcand.list("frontends"),
-        VULCAND_LISTENER: lambda: registries.vulcand.list("listeners"),
         KONG_SERVICE: lambda: registries.kong.list("services"),
         KONG_ROUTE: lambda: registries.kong.list("routes"),
     }
+    store = registries.vulcand_store
+    stored = pool.submit(store.objects) if store is not None else None
     futures = {kind: pool.submit(listing) for kind, listing in listings.items()}
-    return {kind: future.result() for kind, future in futures.items()}
+    vulcand = None
+    if stored is not None:
+        try:
+            vulcand = _vulcands_store(registries, store, stored.result())
+        except HTTPRequestError as err:
+            # The store is a shortcut: without it, vulcand's API still lists every object.
+            log.warning("reading vulcand's objects through its API instead: %s", err)
+    if vulcand is None:
+        futures.update({kind: pool.submit(registries.vulcand.list, collection)
+                        for kind, collection in _VULCAND_COLLECTIONS.items()})
+    listed = {kind: future.result() for kind, future in futures.items()}
+    if vulcand is None:
+        return listed, None
+    listed.update({kind: vulcand[collection] for kind, collection in _VULCAND_COLLECTIONS.items()})
+    return listed, vulcand["servers"]
+
+
+def _vulcands_store(registries, store, stored):
+    """The objects read from vulcand's store, once it is clear that the store is vulcand's: a
+    wrong prefix, or a vulcand on etcd v2, shows no objects at all, and registrations would
+    then be rewritten and stale ones kept forever. An empty store is checked against vulcand's
+    backends (one more request, only then)."""
+    if not stored["backends"]:
+        listed_backends = registries.vulcand.list("backends")
+        if listed_backends:
+            raise CommandExecutionError(
+                f"vulcand's etcd store at {store.http.base_url} holds none of the "
+                f"{len(listed_backends)} backends vulcand lists (looked under "
+                f"{store.backends_prefix}): set platform:vulcand:etcd_prefix to vulcand's "
+                f"-etcdKey (vulcand must run with -etcdApiVer=3), or platform:vulcand:etcd_url "
+                f"to '' to read vulcand through its API"
+            )
+    return stored
 
 
 def _read_by_name(registries, names, pool):

@@ -388,6 +388,23 @@ def test_services_from_pillar_and_from_the_engine_never_fight(
                          if tag.endswith("/error")), "the conflict to be reported")
     assert registered.servers("legacy") == {"one": "http://127.0.0.1:9"}
     assert registered.service_everywhere("legacy") == (True, True, True)
+    # Reported when it appeared, not again on every resync; each resync counts it.
+    resyncs = engine.registrar.resyncs
+    wait_for(lambda: engine.registrar.resyncs >= resyncs + 2, "two more resyncs")
+    conflicts = [data for tag, data in list(engine.events)
+                 if tag.endswith("/error") and "refusing" in data["error"]]
+    assert len(conflicts) == 1
+    assert [data["conflicts"] for tag, data in list(engine.events)
+            if tag.endswith("/resync")][-2:] == [1, 1]
+
+
+def test_the_engine_starts_with_one_resync(apps, registered, start_engine):
+    apps.create("/web", 1, free_port())
+    engine = start_engine(resync_interval=60)
+    wait_converged(apps, registered, "/web", "web", expected_count=1)
+    assert engine.tags("connected")
+    time.sleep(1.0)  # a second resync would follow the first at once
+    assert engine.registrar.resyncs == 1
 
 
 def test_a_registry_answering_5xx_is_retried_until_converged(

@@ -1,5 +1,5 @@
-"""Reading vulcand's servers from its etcd v3 store: the same facts as vulcand's API, in one
-request however many backends there are, and a clear refusal when the store is not vulcand's.
+"""Reading vulcand from its etcd v3 store: the same facts as vulcand's API, every object in one
+request however many there are, and a clear refusal when the store is not vulcand's.
 
 Against the vulcand simulator on a real etcd, or a real vulcand (``VULCAND_URL``) with its
 store (``VULCAND_ETCD_URL``, ``VULCAND_ETCD_PREFIX``; these tests skip without it).
@@ -55,9 +55,11 @@ def post(vulcand, path, body):
     requests.post(f"{vulcand.url}{path}", json=body, timeout=TIMEOUT).raise_for_status()
 
 
-def test_servers_of_every_backend_in_one_read_and_paged_at_one_revision(
-    vulcand_with_store, monkeypatch
-):
+def listed(vulcand, path, key):
+    return requests.get(f"{vulcand.url}{path}", timeout=TIMEOUT).json()[key]
+
+
+def test_every_object_in_one_read_and_paged_at_one_revision(vulcand_with_store, monkeypatch):
     vulcand = vulcand_with_store
     post(vulcand, "/v2/backends", {"Backend": {"Id": "empty", "Type": "http"}})
     for backend in ("b1", "b10"):  # b1 is a prefix of b10: neither may see the other's servers
@@ -65,15 +67,32 @@ def test_servers_of_every_backend_in_one_read_and_paged_at_one_revision(
         for index in range(3):
             post(vulcand, f"/v2/backends/{backend}/servers",
                  {"Server": {"Id": f"{backend}-s{index}", "URL": f"http://10.0.0.{index}:80"}})
-    expected = {
-        backend: requests.get(f"{vulcand.url}/v2/backends/{backend}/servers",
-                              timeout=TIMEOUT).json()["Servers"]
-        for backend in ("empty", "b1", "b10")
-    }
+    post(vulcand, "/v2/hosts", {"Host": {"Name": "b1.example", "Settings": {}}})
+    post(vulcand, "/v2/frontends", {"Frontend": {
+        "Id": "b1", "Type": "http", "BackendId": "b1", "Route": 'Host("b1.example")',
+        "Settings": {"Hostname": "b1.example"}}})
+    post(vulcand, "/v2/listeners", {"Listener": {
+        "Id": "b1", "Protocol": "http", "Address": {"Network": "tcp", "Address": "0.0.0.0:0"}}})
     store = VulcandStore(vulcand.etcd_url, vulcand.etcd_prefix)
     httpclientutil.REQUEST_COUNTER.reset()
-    assert store.backends_with_servers() == expected
+    stored = store.objects()
     assert httpclientutil.REQUEST_COUNTER.snapshot() == {("etcd", "POST"): 1}
+    assert stored["servers"] == {
+        backend: listed(vulcand, f"/v2/backends/{backend}/servers", "Servers")
+        for backend in ("empty", "b1", "b10")
+    }
+    by_id = {collection: {entry.get("Id") or entry["Name"]: entry for entry in entries}
+             for collection, entries in stored.items() if collection != "servers"}
+    assert set(by_id["backends"]) == {"empty", "b1", "b10"}
+    # The fields the registration core compares are those vulcand's API lists.
+    host, = listed(vulcand, "/v2/hosts", "Hosts")
+    assert by_id["hosts"] == {"b1.example": {**by_id["hosts"]["b1.example"], "Name": host["Name"]}}
+    frontend, = listed(vulcand, "/v2/frontends", "Frontends")
+    for field in ("Type", "BackendId", "Route"):
+        assert by_id["frontends"]["b1"][field] == frontend[field]
+    assert by_id["frontends"]["b1"]["Settings"]["Hostname"] == "b1.example"
+    listener, = listed(vulcand, "/v2/listeners", "Listeners")
+    assert by_id["listeners"]["b1"]["Address"] == listener["Address"]
 
     # Three keys a page: a server added between two pages is not half-seen.
     monkeypatch.setattr(VulcandStore, "PAGE_SIZE", 3)
@@ -84,7 +103,7 @@ def test_servers_of_every_backend_in_one_read_and_paged_at_one_revision(
     keys = [key for key, _ in first + list(pages)]
     assert len(keys) == 3 + 6  # three backend keys and six servers, not b1-z
     assert not any(key.endswith("b1-z") for key in keys)
-    assert "b1-z" in {server["Id"] for server in store.backends_with_servers()["b1"]}
+    assert "b1-z" in {server["Id"] for server in store.objects()["servers"]["b1"]}
 
 
 def test_snapshot_from_the_store_equals_the_one_from_the_api_with_a_few_requests(
@@ -107,7 +126,7 @@ def test_snapshot_from_the_store_equals_the_one_from_the_api_with_a_few_requests
     assert from_store.claims == from_api.claims
     instances = sum(len(spec.instances) for spec in desired(12).values())
     assert sum(ref.kind == reg.VULCAND_SERVER for ref in from_store.objects) == instances == 18
-    assert store_requests == {"consul": 1, "kong": 2, "vulcand": 4, "etcd": 1}
+    assert store_requests == {"consul": 1, "kong": 2, "etcd": 1}
     assert api_requests == {"consul": 1, "kong": 2, "vulcand": 4 + 12}
     assert not reg.plan(desired(12), from_store, OWNER)
 
@@ -153,4 +172,4 @@ def test_an_unreachable_store_falls_back_to_vulcands_api(vulcand_with_store, con
     snapshot = reg.read_snapshot(unreachable, OWNER)
     assert snapshot.objects == reg.read_snapshot(registry, OWNER).objects
     assert not reg.plan(desired(4), snapshot, OWNER)
-    assert "reading vulcand's servers through its API instead: etcd: POST" in caplog.text
+    assert "reading vulcand's objects through its API instead: etcd: POST" in caplog.text

@@ -152,6 +152,48 @@ def test_a_service_name_that_is_no_dns_label_is_reported_and_skipped(recorder):
     assert [tag for tag, _ in events if tag.endswith("/invalid")] == ["marathon/registrar/invalid"]
 
 
+def test_an_invalid_app_is_reported_when_it_appears_or_changes_not_on_every_resync(recorder):
+    marathon = FakeMarathon([app("/web", "web", port="not-a-port", tasks=[1])])
+    engine, events = registrar(marathon)
+    assert engine.resync() and engine.resync()
+    marathon.apps["/web"] = app("/web", "web", port="0x10", tasks=[1])
+    assert engine.resync() and engine.resync()
+    reasons = [data["reason"] for tag, data in events if tag.endswith("/invalid")]
+    assert [reason.rsplit(" ", 1)[-1] for reason in reasons] == ["'not-a-port'", "'0x10'"]
+    summaries = [data for tag, data in events if tag.endswith("/resync")]
+    assert [summary["invalid"] for summary in summaries] == [1, 1, 1, 1]
+
+    marathon.apps["/web"] = app("/web", "web", tasks=[1])
+    assert engine.resync()
+    marathon.apps["/web"] = app("/web", "web", port="not-a-port", tasks=[1])
+    assert engine.converge_apps({"/web"})  # fixed, then broken again: reported again
+    assert len([tag for tag, _ in events if tag.endswith("/invalid")]) == 3
+    assert [data["invalid"] for tag, data in events if tag.endswith("/resync")][-1] == 0
+
+
+def test_a_conflict_is_reported_when_it_appears_or_changes_not_on_every_resync(recorder):
+    recorder.snapshot.claims[(CONSUL_SERVICE, "web")] = "not registered by Salt"
+    marathon = FakeMarathon([app("/web", "web", tasks=[1])])
+    engine, events = registrar(marathon)
+
+    def errors():
+        return [data["error"] for tag, data in events if tag.endswith("/error")]
+
+    assert engine.resync() and engine.resync() and engine.converge_apps({"/web"})
+    assert len(errors()) == 1 and "exists and is not registered by Salt" in errors()[0]
+    recorder.snapshot.claims[(CONSUL_SERVICE, "web")] = "registered by other/pillar"
+    assert engine.resync() and engine.resync()
+    assert len(errors()) == 2 and "registered by other/pillar" in errors()[1]
+    assert [data["conflicts"] for tag, data in events if tag.endswith("/resync")] == [1] * 4
+
+    del recorder.snapshot.claims[(CONSUL_SERVICE, "web")]
+    assert engine.resync()
+    recorder.snapshot.claims[(CONSUL_SERVICE, "web")] = "registered by other/pillar"
+    assert engine.resync()  # given up, then taken again: reported again
+    assert len(errors()) == 3
+    assert [data["conflicts"] for tag, data in events if tag.endswith("/resync")][-2:] == [0, 1]
+
+
 def test_a_few_changed_apps_are_read_one_by_one_and_converged_alone(recorder):
     marathon = FakeMarathon([app("/web", "web", tasks=[1]), app("/api", "api", tasks=[2])])
     engine, _ = registrar(marathon, burst_apps=3)
