@@ -2,11 +2,12 @@
 The one HTTP client of the project: every registry API (Consul, Kong, vulcand, Marathon) is
 reached through :class:`HTTPClient`.
 
-- One urllib3 connection pool per client (connections reused, sized for the concurrent writes
-  of the registration core). urllib3 rather than requests: a registration resync sends
-  thousands of requests, and requests' per-request work (environment, netrc and cookie lookups)
-  costs more than the rest of the client. The proxy environment (``http_proxy``,
-  ``https_proxy``, ``no_proxy``) is read once, when the client is made.
+- Keep-alive connections reused per client (http.client's, kept for the concurrent writes of
+  the registration core). A registration resync sends thousands of requests: requests' work per
+  request (environment, netrc and cookie lookups) would cost more than the rest of the client,
+  and urllib3's pool (URL parsing, retry and timeout objects, response wrapping) as much again
+  as http.client itself. The proxy environment (``http_proxy``, ``https_proxy``, ``no_proxy``)
+  is read once, when the client is made; proxied clients go through urllib3's proxy manager.
 - Timeouts on every request.
 - Retries with exponential backoff on connection errors, timeouts, 5xx and 429, for idempotent
   requests only (GET, HEAD, PUT, DELETE, and calls the caller marks idempotent, such as
@@ -22,8 +23,13 @@ reached through :class:`HTTPClient`.
 Modules import it directly (``import httpclientutil``); it needs nothing from the loader.
 """
 
+import collections
+import http.client
 import json
 import logging
+import select
+import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -124,15 +130,85 @@ def server_message(body):
     return text
 
 
-def _pool_manager(url):
-    """Connection pools for ``url``, through the proxy the environment names for it, if any."""
-    options = {"num_pools": 2, "maxsize": POOL_SIZE, "retries": False}  # retries are ours
+def _proxy_manager(url):
+    """urllib3's connections through the proxy the environment names for ``url``, or None."""
     proxies = urllib.request.getproxies_environment()
     parsed = urllib.parse.urlsplit(url)
     proxy = proxies.get(parsed.scheme)
     if proxy and not urllib.request.proxy_bypass_environment(parsed.hostname or "", proxies):
-        return urllib3.ProxyManager(proxy, **options)
-    return urllib3.PoolManager(**options)
+        return urllib3.ProxyManager(proxy, num_pools=2, maxsize=POOL_SIZE, retries=False)
+    return None
+
+
+class _Reply:
+    """What a request got back: ``status``, ``headers`` and the whole body, ``data``."""
+
+    __slots__ = ("status", "headers", "data")
+
+    def __init__(self, status, headers, data):
+        self.status, self.headers, self.data = status, headers, data
+
+
+class _Connections:
+    """Keep-alive connections to one server, each used by one request at a time.
+
+    An idle connection that the server has closed meanwhile is readable (at its end of file):
+    it is dropped before use, as urllib3 does, rather than failing the request sent on it.
+    """
+
+    def __init__(self, url, timeout):
+        parsed = urllib.parse.urlsplit(url)
+        self.https = parsed.scheme == "https"
+        self.host = parsed.hostname or ""
+        self.port = parsed.port or (443 if self.https else 80)
+        self.connect_timeout, self.read_timeout = timeout
+        self._context = ssl.create_default_context() if self.https else None
+        self._idle = collections.deque()
+
+    def request(self, method, target, body, headers):
+        connection = self._idle_connection() or self._connect()
+        try:
+            connection.request(method, target, body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        except BaseException:
+            connection.close()
+            raise
+        if response.will_close:
+            connection.close()
+        elif len(self._idle) < POOL_SIZE:
+            self._idle.append(connection)
+        else:
+            connection.close()
+        return _Reply(response.status, response.headers, data)
+
+    def _idle_connection(self):
+        while True:
+            try:
+                connection = self._idle.pop()
+            except IndexError:
+                return None
+            poll = select.poll()
+            poll.register(connection.sock, select.POLLIN)
+            if not poll.poll(0):
+                return connection
+            connection.close()  # closed by the server while idle
+
+    def _connect(self):
+        if self.https:
+            connection = http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.connect_timeout, context=self._context)
+        else:
+            connection = http.client.HTTPConnection(
+                self.host, self.port, timeout=self.connect_timeout)
+        connection.connect()
+        connection.sock.settimeout(self.read_timeout)
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection
+
+    def close(self):
+        while self._idle:
+            self._idle.pop().close()
 
 
 class HTTPClient:
@@ -164,7 +240,9 @@ class HTTPClient:
         self.attempts = max(1, int(attempts))
         self.backoff = backoff
         self.headers = {"Accept": "application/json", **(headers or {})}
-        self._pool = _pool_manager(self.base_url)
+        self._proxy = _proxy_manager(self.base_url)
+        self._connections = _Connections(self.base_url, (connect, read))
+        self._base_path = urllib.parse.urlsplit(self.base_url).path
 
     def get(self, path, **kwargs):
         return self.request("GET", path, **kwargs)
@@ -205,10 +283,8 @@ class HTTPClient:
         for attempt in range(1, attempts + 1):
             REQUEST_COUNTER.add(self.system, method)
             try:
-                response = self._pool.request(
-                    method, url, body=body, headers=headers, timeout=self.timeout
-                )
-            except urllib3.exceptions.HTTPError as err:
+                response = self._send(method, url, body, headers)
+            except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as err:
                 if attempt < attempts:
                     self._pause(attempt, method, url, err)
                     continue
@@ -218,6 +294,14 @@ class HTTPClient:
                 continue
             return self._decode(method, url, response)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _send(self, method, url, body, headers):
+        """One attempt; redirects are answers like any other, never followed."""
+        if self._proxy is not None:
+            return self._proxy.request(method, url, body=body, headers=headers,
+                                       timeout=self.timeout, redirect=False)
+        return self._connections.request(
+            method, self._base_path + url[len(self.base_url):], body, headers)
 
     def _pause(self, attempt, method, url, reason, response=None):
         delay = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
@@ -243,7 +327,9 @@ class HTTPClient:
             return response.data.decode("utf-8", "replace")
 
     def close(self):
-        self._pool.clear()
+        self._connections.close()
+        if self._proxy is not None:
+            self._proxy.clear()
 
 
 def _dumps(data):
@@ -251,7 +337,9 @@ def _dumps(data):
 
 
 def _reason(err):
-    """A one-line reason for a urllib3 error (their str() nests connection reprs)."""
+    """A one-line reason for a connection error (urllib3's str() nests connection reprs)."""
+    if isinstance(err, TimeoutError):
+        return "timed out"
     # urllib3 2 derives NewConnectionError (refused, unresolvable...) from its timeout error.
     if isinstance(err, urllib3.exceptions.TimeoutError) and not isinstance(
         err, urllib3.exceptions.NewConnectionError

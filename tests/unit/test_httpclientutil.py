@@ -50,6 +50,14 @@ def test_post_is_not_retried_unless_marked_idempotent(scripted_server, client):
     assert len(scripted_server.received) == 3
 
 
+def test_a_connection_the_server_closed_while_idle_is_not_used(scripted_server, client):
+    scripted_server.script = [reply(200, {"n": 1}, close=True), reply(200, {"n": 2})]
+    assert client.post("/v2/backends", json={}) == {"n": 1}
+    # POSTs are sent once: this one succeeds only if it goes on a new connection.
+    assert client.post("/v2/backends", json={}) == {"n": 2}
+    assert len(scripted_server.received) == 2
+
+
 def test_backoff_doubles_between_attempts_and_honours_retry_after(scripted_server, client, monkeypatch):
     pauses = []
     monkeypatch.setattr(httpclientutil.time, "sleep", pauses.append)
