@@ -67,8 +67,8 @@ import concurrent.futures
 import heapq
 import ipaddress
 import logging
-import queue
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -831,6 +831,9 @@ def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS):
     ready = [index for index, count in unmet.items() if count == 0]
     heapq.heapify(ready)
     done, result = set(), ApplyResult()
+    state = threading.Condition()
+    writing = [0]  # steps being written now
+    crashed = []  # an exception that is no registry error: a bug, raised to the caller
 
     def skip(index, cause):
         # A step whose dependency failed is not attempted, nor is anything waiting for it.
@@ -840,35 +843,66 @@ def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS):
                 unmet[dependent] = None
                 skip(dependent, cause)
 
-    # Finished writes arrive on a queue: waiting on the set of running futures instead would
-    # cost time in proportion to its size for every completion.
-    finished = queue.SimpleQueue()
-    with concurrent.futures.ThreadPoolExecutor(max_workers) as pool:
-        running = 0
-        while ready or running:
-            while ready and running < max_workers:
-                index = heapq.heappop(ready)
-                future = pool.submit(_write, registries, steps[index])
-                future.add_done_callback(lambda future, index=index: finished.put((index, future)))
-                running += 1
-            index, future = finished.get()
-            running -= 1
-            try:
-                future.result()
-            except CommandExecutionError as err:
-                result.failed.append((steps[index], str(err)))
-                for dependent in dependents[index]:
-                    if unmet[dependent] is not None:
-                        unmet[dependent] = None
-                        skip(dependent, index)
-                continue
-            done.add(index)
+    def finish(index, error):
+        """Record a written (or failed) step and release what waited for it; under ``state``."""
+        if error is not None:
+            result.failed.append((steps[index], error))
             for dependent in dependents[index]:
-                if unmet[dependent] is None:
-                    continue
-                unmet[dependent] -= 1
-                if unmet[dependent] == 0:
-                    heapq.heappush(ready, dependent)
+                if unmet[dependent] is not None:
+                    unmet[dependent] = None
+                    skip(dependent, index)
+            return 0
+        done.add(index)
+        released = 0
+        for dependent in dependents[index]:
+            if unmet[dependent] is None:
+                continue
+            unmet[dependent] -= 1
+            if unmet[dependent] == 0:
+                heapq.heappush(ready, dependent)
+                released += 1
+        return released
+
+    def work():
+        # Each worker takes the next ready step itself: handing every step to a pool and its
+        # completion back would cost more CPU than the write's own request.
+        while True:
+            with state:
+                while not ready and writing[0] and not crashed:
+                    state.wait()
+                if not ready or crashed:
+                    state.notify_all()  # nothing left to start: the others stop too
+                    return
+                index = heapq.heappop(ready)
+                writing[0] += 1
+            error = None
+            try:
+                _write(registries, steps[index])
+            except CommandExecutionError as err:
+                error = str(err)
+            except Exception as err:  # pylint: disable=broad-except
+                with state:
+                    crashed.append(err)
+                    writing[0] -= 1
+                    state.notify_all()
+                return
+            with state:
+                writing[0] -= 1
+                released = finish(index, error)
+                if released > 1:
+                    state.notify(released - 1)  # this worker takes one itself
+                elif not writing[0] and not ready:
+                    state.notify_all()
+
+    helpers = [threading.Thread(target=work, name="registrationutil-apply", daemon=True)
+               for _ in range(min(max_workers, len(steps)) - 1)]
+    for helper in helpers:
+        helper.start()
+    work()  # the caller's thread is one of the workers: a one-step plan starts no thread
+    for helper in helpers:
+        helper.join()
+    if crashed:
+        raise crashed[0]
     result.done = [step for index, step in enumerate(steps) if index in done]
     return result
 
