@@ -23,15 +23,16 @@ import argparse
 import contextlib
 import datetime
 import json
+import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 
-import httpclientutil
-import marathon_registrar
-import registrationutil
 import requests
 
+from bench import REPO_ROOT
 from bench.common import RegistryProcesses, request_summary, simulator_process
 from simulators.base import JSON_TYPE, Response, Simulator, route
 from simulators.etcd import free_port
@@ -46,10 +47,8 @@ class Registries(RegistryProcesses):
     """Consul, Kong and vulcand simulators in processes of their own."""
 
     def platform(self, marathon_url):
-        settings = {**self.settings(), "platform:marathon:url": marathon_url}
-        return registrationutil.configured(
-            lambda key, default=None: settings.get(key, default), marathon_registrar.SOURCE
-        )
+        """The engine's ``platform:`` settings."""
+        return {**self.settings(), "platform:marathon:url": marathon_url}
 
     def servers(self, service):
         reply = requests.get(f"{self.vulcand['url']}/v2/backends/{service}/servers",
@@ -57,34 +56,75 @@ class Registries(RegistryProcesses):
         return {server["Id"] for server in reply.json().get("Servers") or []} if reply.ok else set()
 
 
-class RunningEngine:
-    """The engine in a thread; notes when each vulcand server was written (end of its apply)."""
+class EngineProcess:
+    """The engine in a process of its own (``bench/engine.py``), as Salt runs it: its CPU time
+    and memory are read from /proc, apart from the benchmark's and the simulators'."""
 
-    def __init__(self, platform, **options):
-        self.registered_at = {}  # instance id -> wall clock
-        self.disconnects = 0
-        self.registrar = marathon_registrar.Registrar(
-            marathon_registrar.Settings(**options), platform, self._on_event
+    def __init__(self, settings, mode, **options):
+        config = {"settings": settings, "options": options, "mode": mode}
+        self.child = subprocess.Popen(  # pylint: disable=consider-using-with
+            [sys.executable, "-m", "bench.engine", json.dumps(config)], cwd=REPO_ROOT,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         )
-        self.thread = threading.Thread(target=self.registrar.run, daemon=True)
-        self.thread.start()
 
-    def _on_event(self, data, tag):
-        now = time.time()
-        if "/change/" in tag:
-            for change, values in data["changes"].items():
-                if change.startswith(SERVER_CHANGE) and values["old"] is None:
-                    instance_id = change[len(SERVER_CHANGE):].split("/", 1)[1]
-                    self.registered_at.setdefault(instance_id, now)
-        elif tag.endswith("/disconnected"):
-            self.disconnects += 1
+    def cpu(self):
+        """CPU seconds the engine has used so far (user + system, all its threads)."""
+        with open(f"/proc/{self.child.pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
-        self.registrar.stop()
-        self.thread.join(TIMEOUT)
+        if self.child.poll() is None:
+            self.child.stdin.close()
+            self.child.wait(TIMEOUT)
 
 
-def create_app(marathon_url, app_id, instances, health_checks, port=None):
+class RunningEngine(EngineProcess):
+    """The engine following Marathon; notes when each vulcand server was written (the change
+    event that follows the write)."""
+
+    def __init__(self, settings, **options):
+        super().__init__(settings, "run", **options)
+        self.registered_at = {}  # instance id -> wall clock
+        self.disconnects = self.resyncs = self.events_received = 0
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.child.stdout:
+            event = json.loads(line)
+            tag, data = event["tag"], event["data"]
+            if "/change/" in tag:
+                for change, values in data["changes"].items():
+                    if change.startswith(SERVER_CHANGE) and values["old"] is None:
+                        instance_id = change[len(SERVER_CHANGE):].split("/", 1)[1]
+                        self.registered_at.setdefault(instance_id, event["at"])
+            elif tag.endswith("/disconnected"):
+                self.disconnects += 1
+            elif tag == "bench/stats":
+                self.resyncs, self.events_received = data["resyncs"], data["events_received"]
+
+    def stop(self):
+        super().stop()
+        self.reader.join(TIMEOUT)
+
+
+class ResyncingEngine(EngineProcess):
+    """The engine doing one full resync when asked."""
+
+    def __init__(self, settings, **options):
+        super().__init__(settings, "resync", **options)
+
+    def resync(self):
+        self.child.stdin.write("resync\n")
+        self.child.stdin.flush()
+        result = json.loads(self.child.stdout.readline())
+        result["requests"] = {(system, method): n for system, method, n in result["requests"]}
+        return result
+
+
+def create_app(marathon_url, app_id, instances, health_checks, port=None, session=requests):
     """A labelled app; ``port`` (default: a free one) is its service port, a vulcand listener."""
     definition = {
         "id": app_id,
@@ -94,7 +134,7 @@ def create_app(marathon_url, app_id, instances, health_checks, port=None):
                    "registry.port": str(port or free_port())},
         "healthChecks": [{"protocol": "HTTP", "path": "/health"}] if health_checks else [],
     }
-    requests.post(f"{marathon_url}/v2/apps", json=definition, timeout=TIMEOUT).raise_for_status()
+    session.post(f"{marathon_url}/v2/apps", json=definition, timeout=TIMEOUT).raise_for_status()
 
 
 def scale(marathon, app_id, instances):
@@ -140,7 +180,31 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-# -- phases -----------------------------------------------------------------------------------
+# -- phases ---------------------------------------------------------------------------------
+
+
+def latencies(marathon, engine, app_ids, kinds):
+    """Healthy -> registered (ms) of every task of ``app_ids``, by ``kinds(instance_id)``."""
+    samples = {}
+    for app_id in app_ids:
+        listed = requests.get(f"{marathon.url}/v2/apps{app_id}/tasks", timeout=TIMEOUT).json()
+        for task in listed["tasks"]:
+            instance_id = task["id"].rsplit(".", 2)[0]
+            healthy = epoch(task["healthCheckResults"][0]["firstSuccess"])
+            samples.setdefault(kinds(instance_id), []).append(
+                (engine.registered_at[instance_id] - healthy) * 1000)
+    return samples
+
+
+def print_latency(kind, millis):
+    print(f"latency healthy -> registered in consul+vulcand+kong, {kind} "
+          f"({len(millis)} tasks): median {statistics.median(millis):.1f} ms, "
+          f"p99 {percentile(millis, 0.99):.1f} ms, max {max(millis):.1f} ms")
+
+
+def wait_registered(engine, count):
+    # The change event follows the write that a poll may already have seen.
+    wait_for(lambda: len(engine.registered_at) >= count, "change events")
 
 
 def latency(marathon, registries, engine, app_ids, tasks):
@@ -149,25 +213,29 @@ def latency(marathon, registries, engine, app_ids, tasks):
         create_app(marathon.url, app_id, 1, health_checks=True)
         time.sleep(0.25)  # one new app at a time: this phase measures latency, not throughput
     wait_for(lambda: converged(marathon, registries, app_ids, 1), "the new apps' tasks")
+    wait_registered(engine, len(app_ids))
     first = set(engine.registered_at)
     for app_id in app_ids:
         scale(marathon, app_id, 1 + tasks)
         time.sleep(0.25)  # one scale-up at a time: this phase measures latency, not throughput
     wait_for(lambda: converged(marathon, registries, app_ids, 1 + tasks), "the added tasks")
-    # The change event follows the write that a poll may already have seen.
-    wait_for(lambda: len(engine.registered_at) == len(app_ids) * (1 + tasks), "change events")
-    samples = {"task of a new app": [], "task added to a service": []}
-    for app_id in app_ids:
-        listed = requests.get(f"{marathon.url}/v2/apps{app_id}/tasks", timeout=TIMEOUT).json()
-        for task in listed["tasks"]:
-            instance_id = task["id"].rsplit(".", 2)[0]
-            healthy = epoch(task["healthCheckResults"][0]["firstSuccess"])
-            kind = "task of a new app" if instance_id in first else "task added to a service"
-            samples[kind].append((engine.registered_at[instance_id] - healthy) * 1000)
+    wait_registered(engine, len(app_ids) * (1 + tasks))
+    samples = latencies(marathon, engine, app_ids, lambda instance_id: (
+        "task of a new app" if instance_id in first else "task added to a service"))
     for kind, millis in samples.items():
-        print(f"latency healthy -> registered in consul+vulcand+kong, {kind} "
-              f"({len(millis)} tasks): median {statistics.median(millis):.1f} ms, "
-              f"p99 {percentile(millis, 0.99):.1f} ms, max {max(millis):.1f} ms")
+        print_latency(kind, millis)
+
+
+def burst(marathon, registries, engine, app_ids):
+    """Healthy -> registered for the first task of each of ``app_ids``, new apps created at
+    once (one request after the other, no pause)."""
+    known = len(engine.registered_at)
+    for app_id in app_ids:
+        create_app(marathon.url, app_id, 1, health_checks=True)
+    wait_for(lambda: converged(marathon, registries, app_ids, 1), "the burst's tasks")
+    wait_registered(engine, known + len(app_ids))
+    millis = latencies(marathon, engine, app_ids, lambda _: "burst")["burst"]
+    print_latency(f"burst of {len(app_ids)} new apps", millis)
 
 
 def repair(marathon, registries, app_ids, tasks, resync_interval):
@@ -248,57 +316,71 @@ class EventFirehose(Simulator):
 
 
 def event_rate(marathon, registries, app_ids, rate, seconds, workers):
-    """Events per second the engine follows: all received, and the work they ask for done."""
+    """Events per second the engine follows: all received, and the work they ask for done.
+    Returns the engine's CPU seconds while it followed them."""
     with EventFirehose(marathon, app_ids) as firehose:
         engine = RunningEngine(registries.platform(firehose.url), max_workers=workers)
-        wait_for(lambda: engine.registrar.resyncs, "the engine's first resync")
-        httpclientutil.REQUEST_COUNTER.reset()
+        wait_for(lambda: engine.resyncs, "the engine's first resync")
+        firehose.request_counts.clear()
+        cpu_started = engine.cpu()
         firehose.fire(rate, seconds)
         started = time.monotonic()
         wait_for(lambda: firehose.sent >= int(rate * seconds), "the firehose", timeout=seconds * 5)
         sent_in = time.monotonic() - started
-        wait_for(lambda: engine.registrar.stream.events_received >= firehose.sent + 1,
+        wait_for(lambda: engine.events_received >= firehose.sent + 1,
                  "the engine to read every event")
         behind = time.monotonic() - started - sent_in
+        cpu = engine.cpu() - cpu_started
         engine.stop()
-    reads = httpclientutil.REQUEST_COUNTER.by_system()["marathon"]
+    reads = sum(n for (_, handler), n in firehose.request_counts.items() if handler == "forward")
     print(f"events: {firehose.sent} sent at {firehose.sent / sent_in:.0f}/s, all read "
           f"{behind * 1000:.0f} ms after the last was sent, slow-consumer disconnects "
           f"{engine.disconnects}, coalesced into {reads} Marathon reads")
+    return cpu
 
 
 def full_resync(app_count, tasks, workers, runs):
     """Resyncs of ``app_count`` apps against empty, then unchanged registries; ``runs`` times,
     each on fresh registries, and the medians."""
-    elapsed = {"everything changed": [], "nothing changed": []}
+    figures = {label: {"seconds": [], "cpu": []}
+               for label in ("everything changed", "nothing changed")}
+    peak_rss = []
     with simulator_process("marathon", "--unbacked-tasks", "--staging-seconds", "0.01") as urls:
         marathon = urls["url"]
-        for index in range(app_count):
-            # Service ports in the platform's listener range (10000-11000, as the seed's), below
-            # the ephemeral ports that free ones would often collide with.
-            create_app(marathon, f"/app{index}", tasks, health_checks=False,
-                       port=SERVICE_PORTS + index)
+        with requests.Session() as session:
+            for index in range(app_count):
+                # Service ports in the platform's listener range (10000 up, as the seed's),
+                # below the ephemeral ports that free ones would often collide with.
+                create_app(marathon, f"/app{index}", tasks, health_checks=False,
+                           port=SERVICE_PORTS + index, session=session)
         wait_for(lambda: not requests.get(f"{marathon}/v2/deployments", timeout=TIMEOUT).json(),
-                 "the apps' deployments")
+                 "the apps' deployments", timeout=600)
         for _ in range(runs):
             with contextlib.ExitStack() as stack:
-                registrar = marathon_registrar.Registrar(
-                    marathon_registrar.Settings(max_workers=workers),
-                    Registries(stack).platform(marathon), lambda data, tag: None,
-                )
-                for label, seconds in elapsed.items():
-                    httpclientutil.REQUEST_COUNTER.reset()
-                    started, cpu_started = time.perf_counter(), time.process_time()
-                    if not registrar.resync():
+                engine = ResyncingEngine(Registries(stack).platform(marathon),
+                                         max_workers=workers)
+                stack.callback(engine.stop)
+                for label, measured in figures.items():
+                    result = engine.resync()
+                    if not result["ok"]:
                         raise SystemExit(f"resync failed ({label})")
-                    seconds.append(time.perf_counter() - started)
-                    cpu = time.process_time() - cpu_started
-                    summary = request_summary(httpclientutil.REQUEST_COUNTER.snapshot())
+                    measured["seconds"].append(result["seconds"])
+                    measured["cpu"].append(result["cpu"])
+                    writes = sum(n for (system, method), n in result["requests"].items()
+                                 if method != "GET" and system != "etcd")
+                    per_write = (f", {result['cpu'] / writes * 1000:.2f} ms CPU per write"
+                                 if writes else "")
                     print(f"full resync, {app_count} apps x {tasks} tasks, {label}: "
-                          f"{seconds[-1]:.2f} s (engine CPU {cpu:.2f} s), {summary}")
-    for label, seconds in elapsed.items():
-        print(f"full resync, {label}: median {statistics.median(seconds):.2f} s over {runs} runs "
-              f"(min {min(seconds):.2f}, max {max(seconds):.2f})")
+                          f"{result['seconds']:.2f} s (engine CPU {result['cpu']:.2f} s"
+                          f"{per_write}), {request_summary(result['requests'])}")
+                peak_rss.append(result["peak_rss_mb"])
+    for label, measured in figures.items():
+        seconds = measured["seconds"]
+        print(f"full resync, {app_count} apps, {label}: median {statistics.median(seconds):.2f} s"
+              f" (min {min(seconds):.2f}, max {max(seconds):.2f}), engine CPU median "
+              f"{statistics.median(measured['cpu']):.2f} s, over {runs} runs")
+    print(f"engine resident memory at {app_count} apps x {tasks} tasks: peak "
+          f"{statistics.median(peak_rss):.0f} MB (median over {runs} runs)")
 
 
 def main(argv=None):
@@ -306,7 +388,10 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency-apps", type=int, default=20,
                         help="apps of the latency phase; each gets 1 task, then --tasks more")
-    parser.add_argument("--apps", type=int, default=1000)
+    parser.add_argument("--burst-apps", type=int, default=20,
+                        help="new apps created at once in the burst phase")
+    parser.add_argument("--apps", type=int, nargs="+", default=[1000, 10000],
+                        help="app counts of the full resyncs")
     parser.add_argument("--tasks", type=int, default=3)
     parser.add_argument("--resync-interval", type=float, default=5.0)
     parser.add_argument("--event-rate", type=int, default=1000)
@@ -314,8 +399,19 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--resync-runs", type=int, default=3,
                         help="full resyncs measured, each on fresh registries")
+    parser.add_argument("--skip-events", action="store_true",
+                        help="only the full resyncs")
     options = parser.parse_args(argv)
 
+    if not options.skip_events:
+        events(options)
+    for app_count in options.apps:
+        full_resync(app_count, options.tasks, options.workers, options.resync_runs)
+
+
+def events(options):
+    """The phases driven by Marathon's events, and the engine's CPU time in each."""
+    cpu = {}
     with contextlib.ExitStack() as stack:
         registries = Registries(stack)
         marathon = stack.enter_context(
@@ -324,13 +420,24 @@ def main(argv=None):
         engine = RunningEngine(registries.platform(marathon.url),
                                resync_interval=options.resync_interval, max_workers=options.workers)
         stack.callback(engine.stop)
+        wait_for(lambda: engine.resyncs, "the engine's first resync")
         app_ids = [f"/lat{index}" for index in range(options.latency_apps)]
-        latency(marathon, registries, engine, app_ids, options.tasks)
-        repair(marathon, registries, app_ids, 1 + options.tasks, options.resync_interval)
+        burst_ids = [f"/burst{index}" for index in range(options.burst_apps)]
+        for phase, run in (
+            ("latency", lambda: latency(marathon, registries, engine, app_ids, options.tasks)),
+            ("burst", lambda: burst(marathon, registries, engine, burst_ids)),
+            ("repair", lambda: repair(marathon, registries, app_ids, 1 + options.tasks,
+                                      options.resync_interval)),
+        ):
+            started = engine.cpu()
+            run()
+            cpu[phase] = engine.cpu() - started
         engine.stop()
-        event_rate(marathon, registries, app_ids, options.event_rate, options.event_seconds,
-                   options.workers)
-    full_resync(options.apps, options.tasks, options.workers, options.resync_runs)
+        cpu["events"] = event_rate(marathon, registries, app_ids, options.event_rate,
+                                   options.event_seconds, options.workers)
+    print("engine CPU, event phases: " + ", ".join(
+        f"{phase} {seconds:.2f} s" for phase, seconds in cpu.items())
+        + f"; total {sum(cpu.values()):.2f} s")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,98 @@
+"""The Marathon registrar engine in a process of its own, as Salt runs it, for the benchmarks:
+``python -m bench.engine CONFIG`` (a JSON object: ``settings``, the ``platform:`` settings;
+``options``, the engine's; ``mode``), so that its CPU time and resident memory are its own.
+
+Modes, each speaking JSON lines on stdout:
+
+``run``
+    :meth:`Registrar.run` until stdin closes; every Salt event it fires is a line
+    ``{"tag", "data", "at"}`` (``at``: the wall clock), and ``bench/stats`` lines carry the
+    events read from Marathon's stream and the resyncs done, whenever they change.
+``resync``
+    One full resync per line read on stdin, answered by ``{"ok", "seconds", "cpu",
+    "requests": [[system, method, n]], "rss_mb", "peak_rss_mb"}``.
+"""
+
+import json
+import sys
+import threading
+import time
+
+import bench  # noqa: F401  (puts salt/_utils and salt/_engines on sys.path)
+import httpclientutil
+import marathon_registrar
+import registrationutil
+
+STATS_INTERVAL = 0.05
+
+
+def memory_mb():
+    """(resident, peak resident) memory of this process, in MB."""
+    status = dict(line.split(":", 1) for line in open("/proc/self/status", encoding="ascii"))
+    return tuple(int(status[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM"))
+
+
+class Output:
+    """JSON lines on stdout, from any thread."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+
+    def line(self, **fields):
+        text = json.dumps(fields)
+        with self._lock:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+
+
+def run(registrar, output):
+    thread = threading.Thread(target=registrar.run, daemon=True)
+    thread.start()
+    stopped = threading.Event()
+
+    def report_stats():
+        last = None
+        while not stopped.wait(STATS_INTERVAL):
+            stream = registrar.stream
+            stats = {"events_received": stream.events_received if stream else 0,
+                     "resyncs": registrar.resyncs}
+            if stats != last:
+                output.line(tag="bench/stats", data=stats, at=time.time())
+                last = stats
+
+    threading.Thread(target=report_stats, daemon=True).start()
+    sys.stdin.read()  # until the benchmark closes it
+    stopped.set()
+    registrar.stop()
+    thread.join(30)
+
+
+def resyncs(registrar, output):
+    for _ in sys.stdin:
+        httpclientutil.REQUEST_COUNTER.reset()
+        started, cpu_started = time.perf_counter(), time.process_time()
+        ok = registrar.resync()
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        rss, peak = memory_mb()
+        counts = httpclientutil.REQUEST_COUNTER.snapshot()
+        output.line(ok=ok, seconds=seconds, cpu=cpu, rss_mb=rss, peak_rss_mb=peak,
+                    requests=[[system, method, n] for (system, method), n in counts.items()])
+
+
+def main(argv=None):
+    config = json.loads((argv or sys.argv[1:])[0])
+    settings = config["settings"]
+    platform = registrationutil.configured(lambda key, default=None: settings.get(key, default),
+                                           marathon_registrar.SOURCE)
+    output = Output()
+    fire = {
+        "run": lambda data, tag: output.line(tag=tag, data=data, at=time.time()),
+        "resync": lambda data, tag: None,  # the answer to each resync is all that is printed
+    }[config["mode"]]
+    registrar = marathon_registrar.Registrar(
+        marathon_registrar.Settings(**config.get("options", {})), platform, fire)
+    {"run": run, "resync": resyncs}[config["mode"]](registrar, output)
+
+
+if __name__ == "__main__":
+    main()
