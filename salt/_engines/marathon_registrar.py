@@ -191,13 +191,15 @@ class WorkQueue:
     def mark(self, app_ids):
         """Note ``app_ids`` as changed; None means every app."""
         with self._changed:
+            idle = not (self._apps or self._everything)  # the taker waits only then
             if app_ids is None:
                 self._everything = True
             elif app_ids:
                 self._apps.update(app_ids)
             else:
                 return
-            self._changed.notify()
+            if idle:
+                self._changed.notify()
 
     def take(self, timeout):
         """Wait up to ``timeout`` for work: returns (apps, everything) and empties the queue."""
@@ -445,6 +447,9 @@ class Registrar:
         self._invalid = Reported()  # ("app", id) or ("service", name): why it is unusable
         self._fire = fire
         self._stop = threading.Event()
+        # Registry and Marathon reads and writes: threads kept, not started for every event.
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            settings.max_workers + 1, thread_name_prefix="marathon-registrar")
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -460,6 +465,7 @@ class Registrar:
         finally:
             if self.lock is not None:
                 self.lock.release()
+            self._pool.shutdown()
 
     def stop(self):
         self.running = False
@@ -535,18 +541,12 @@ class Registrar:
     def resync(self):
         """Read every app and every owned registration, and converge all of them."""
         started = time.monotonic()
+        self._known = None  # replaced by what is read now: never held twice
         try:
-            with concurrent.futures.ThreadPoolExecutor(1) as pool:  # Marathon and the registries
-                listed = pool.submit(self.marathon.list_apps, label=marathonutil.LABEL_SERVICE)
-                snapshot = registrationutil.read_snapshot(self.registries, self.owner)
-                apps = listed.result()
+            snapshot, self.apps = self._read_everything()
         except CommandExecutionError as err:
             self._report_error("resync", err)
             return False
-        self.grace.remember(
-            ref.key for ref in snapshot.objects if ref.kind == VULCAND_SERVER
-        )
-        self.apps = {marathonutil.normalise_app_id(app["id"]): self._facts(app) for app in apps}
         self.grace.retain_only(
             instance_id for facts in self.apps.values() for instance_id in facts.instances
         )
@@ -574,6 +574,17 @@ class Registrar:
         )
         return ok
 
+    def _read_everything(self):
+        """(registries snapshot, {app id: AppFacts}): Marathon and the registries read at once."""
+        listed = self._pool.submit(self.marathon.list_apps, label=marathonutil.LABEL_SERVICE)
+        snapshot = registrationutil.read_snapshot(self.registries, self.owner, pool=self._pool)
+        self.grace.remember(ref.key for ref in snapshot.objects if ref.kind == VULCAND_SERVER)
+        apps, facts = listed.result(), {}
+        while apps:  # each raw app released once read: the listing is the largest thing read
+            app = apps.pop()
+            facts[marathonutil.normalise_app_id(app["id"])] = self._facts(app)
+        return snapshot, facts
+
     def converge_apps(self, app_ids):
         """Re-read ``app_ids`` from Marathon and converge the services they are part of."""
         app_ids = sorted(app_ids)
@@ -584,8 +595,7 @@ class Registrar:
                 current = {marathonutil.normalise_app_id(app["id"]): app for app in listed}
                 fresh = {app_id: current.get(app_id) for app_id in app_ids}
             else:
-                with concurrent.futures.ThreadPoolExecutor(self.settings.max_workers) as pool:
-                    fresh = dict(zip(app_ids, pool.map(self._read_app, app_ids)))
+                fresh = dict(zip(app_ids, self._pool.map(self._read_app, app_ids)))
         except CommandExecutionError as err:
             self._report_error("read apps", err, apps=sorted(app_ids))
             return False
@@ -624,7 +634,8 @@ class Registrar:
             for name, spec in desired.items()
         ):
             return known
-        fresh = registrationutil.read_snapshot(self.registries, self.owner, names=set(desired))
+        fresh = registrationutil.read_snapshot(self.registries, self.owner, names=set(desired),
+                                               pool=self._pool)
         if known is not None:
             # The read covers the services of ``desired``: they replace what was known of them.
             known.objects = {
@@ -712,7 +723,8 @@ class Registrar:
             self._conflicts.retain(set(plan.conflicts))
         if not plan:
             return True, 0
-        result = registrationutil.apply(plan, self.registries, self.settings.max_workers)
+        result = registrationutil.apply(plan, self.registries, self.settings.max_workers,
+                                        pool=self._pool)
         self._remember_writes(result)
         for service, changes in result.changes().items():
             self.fire({"service": service, "changes": changes}, f"change/{service}")

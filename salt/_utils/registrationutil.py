@@ -64,6 +64,7 @@ What gets registered for a service ``web`` on port 10000 in domain ``service.con
 """
 
 import concurrent.futures
+import contextlib
 import heapq
 import ipaddress
 import logging
@@ -436,7 +437,7 @@ def _instance_of_url(url):
     return Instance(match["address"], int(match["port"])) if match else None
 
 
-def read_snapshot(registries, owner, names=None, max_workers=DEFAULT_MAX_WORKERS):
+def read_snapshot(registries, owner, names=None, max_workers=DEFAULT_MAX_WORKERS, pool=None):
     """Read what exists, concurrently, and sort it into the owner's objects and claims.
 
     Without ``names``, or with more than :data:`SCOPED_READ_MAX` of them: one listing per
@@ -445,8 +446,11 @@ def read_snapshot(registries, owner, names=None, max_workers=DEFAULT_MAX_WORKERS
     and one per owned backend of ``names`` for the servers). For a single name (a
     ``microservice.*`` call, one Marathon app's event), only its objects are read, by name, so
     the cost does not grow with everything else registered.
+
+    :param pool: the executor to read with (a long-running caller keeps one, rather than
+        starting threads for every read); by default one of ``max_workers`` for this read
     """
-    with concurrent.futures.ThreadPoolExecutor(max_workers) as pool:
+    with _executor(pool, max_workers) as pool:
         if names is not None and len(names) <= SCOPED_READ_MAX:
             listed, servers = _read_by_name(registries, sorted(names), pool), None
         else:
@@ -468,6 +472,13 @@ def read_snapshot(registries, owner, names=None, max_workers=DEFAULT_MAX_WORKERS
                     "URL": server.get("URL"),
                 }
     return snapshot
+
+
+def _executor(pool, max_workers):
+    """``pool`` as it is (left running), or a new executor for one ``with`` block."""
+    if pool is not None:
+        return contextlib.nullcontext(pool)
+    return concurrent.futures.ThreadPoolExecutor(max_workers)
 
 
 # vulcand's collections, as the API lists them (the store gives the same shape).
@@ -813,9 +824,12 @@ class ApplyResult:
         return messages
 
 
-def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS):
+def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS, pool=None):
     """Carry out ``plan_``: independent steps concurrently (at most ``max_workers`` at once),
     each step after the ones it depends on; a failure skips its dependents.
+
+    ``pool``: an executor with ``max_workers - 1`` threads to spare for the writes (by
+    default, threads are started for this call); the caller's thread is always one writer.
 
     Of the steps ready to go, the earliest in the plan goes first, so that services are
     finished one after another (each routable as soon as it can be) instead of every service's
@@ -894,13 +908,12 @@ def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS):
                 elif not writing[0] and not ready:
                     state.notify_all()
 
-    helpers = [threading.Thread(target=work, name="registrationutil-apply", daemon=True)
-               for _ in range(min(max_workers, len(steps)) - 1)]
-    for helper in helpers:
-        helper.start()
-    work()  # the caller's thread is one of the workers: a one-step plan starts no thread
-    for helper in helpers:
-        helper.join()
+    helpers = min(max_workers, len(steps)) - 1  # a one-step plan needs no thread
+    with _executor(pool, max(1, helpers)) as executor:
+        running = [executor.submit(work) for _ in range(helpers)]
+        work()
+        for helper in running:
+            helper.result()
     if crashed:
         raise crashed[0]
     result.done = [step for index, step in enumerate(steps) if index in done]

@@ -62,12 +62,12 @@ class Recorder:
         self.plans = []
         self.snapshot_names = []
 
-    def read_snapshot(self, registries, owner, names=None):
+    def read_snapshot(self, registries, owner, names=None, pool=None):
         assert owner == OWNER
         self.snapshot_names.append(names)
         return self.snapshot
 
-    def apply(self, plan, registries, max_workers):
+    def apply(self, plan, registries, max_workers, pool=None):
         self.plans.append(plan)
         return registrationutil.ApplyResult(done=list(plan.steps))
 
@@ -263,7 +263,7 @@ def test_a_failed_write_makes_the_engine_read_the_registries_again(recorder, mon
     marathon = FakeMarathon([app("/web", "web", tasks=[1])])
     engine, _ = registrar(marathon)
     engine.resync()
-    monkeypatch.setattr(registrationutil, "apply", lambda plan, registries, max_workers:
+    monkeypatch.setattr(registrationutil, "apply", lambda plan, registries, max_workers, pool=None:
                         registrationutil.ApplyResult(failed=[(plan.steps[0], "HTTP 503")]))
     marathon.apps["/web"] = app("/web", "web", tasks=[1, 2])
     assert engine.converge_apps({"/web"}) is False
@@ -286,7 +286,7 @@ def test_marathon_failures_are_reported_and_ask_for_a_retry(recorder):
 
 
 def test_registry_write_failures_are_reported(recorder, monkeypatch):
-    def failing_apply(plan, registries, max_workers):
+    def failing_apply(plan, registries, max_workers, pool=None):
         first, rest = plan.steps[0], plan.steps[1:]
         return registrationutil.ApplyResult(
             failed=[(first, "consul: PUT ... HTTP 500")], skipped=[(step, first) for step in rest]
