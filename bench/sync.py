@@ -2,21 +2,24 @@
 
 Starts the Consul, Kong and vulcand (on a real etcd) simulators on loopback, each in a process
 of its own as the real servers are, and the Marathon simulator, and runs the engine
-(``salt/_engines/marathon_registrar.py``) against them in this process, as Salt would.
-It prints:
+(``salt/_engines/marathon_registrar.py``) in a process of its own too (``bench/engine.py``), as
+Salt does, so that the CPU time and memory printed are the engine's alone. It prints:
 
 1. latency from a task becoming healthy (Marathon's ``firstSuccess``) to the end of the write
    that registered it in all three registries: for the first task of each of ``--latency-apps``
-   new apps (the whole service is created), and for ``--tasks`` more tasks each app then
-   scales up by (one vulcand server each); real web servers, HTTP health checks;
-2. a full resync of ``--apps`` x ``--tasks`` (tasks without servers) when everything changed
-   (empty registries) and when nothing changed: wall time, the engine's own CPU time (the rest
-   of the machine runs the simulators) and HTTP requests per system, ``--resync-runs`` times
-   on fresh registries, with the medians;
-3. time to repair after a scale-up whose events were 20 % dropped, against the resync period;
-4. events per second the engine follows: ``--event-rate`` status updates a second for the
+   new apps created one at a time (the whole service is created), for ``--tasks`` more tasks
+   each app then scales up by (one vulcand server each), and for ``--burst-apps`` new apps
+   created at once; real web servers, HTTP health checks;
+2. time to repair after a scale-up whose events were 20 % dropped, against the resync period;
+3. events per second the engine follows: ``--event-rate`` status updates a second for the
    latency apps, from a stand-in event stream (the simulator cannot be driven that fast), and
-   how far behind the engine was when the last one was sent.
+   how far behind the engine was when the last one was sent;
+4. the engine's CPU time in each of those phases;
+5. for each of ``--apps`` (1,000 and 10,000), a full resync of that many apps x ``--tasks``
+   (tasks without servers) when everything changed (empty registries: one write per object)
+   and when nothing changed: wall time, the engine's CPU time (and per write), HTTP requests
+   per system, ``--resync-runs`` times on fresh registries, with the medians, and the engine's
+   peak resident memory.
 """
 
 import argparse

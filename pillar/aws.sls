@@ -56,7 +56,7 @@ aws:
         - {ports: 5050, sources: [private, public]}
         - {ports: 8080, sources: [private, public]}
         - {ports: 8182, sources: [private, public]}
-        # etcd: clients (vulcand; the registration code on kong reads vulcand's servers there)
+        # etcd: clients (vulcand; the registration code on kong reads vulcand's objects there)
         # and peers (the masters of the ha map form one etcd cluster).
         - {ports: 2379, sources: [private, public]}
         - {ports: 2380, sources: [private]}

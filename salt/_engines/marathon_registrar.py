@@ -7,10 +7,10 @@ The engine is level-triggered: Marathon's events (``/v2/events``, Server-Sent Ev
 burst of many apps is one ``/v2/apps?embed=apps.tasks``) and converges their services through the
 same plan/apply code as the ``services`` state (:mod:`registrationutil`); between resyncs it
 plans against what it last read of its own objects plus its own writes, so an event costs one
-Marathon read and the writes it calls for. A full resync, reading every app and every registry,
-runs every ``resync_interval`` seconds and after every reconnect, so a lost, late, duplicated or
-reordered event can never leave anything wrong for longer than that. Writes run concurrently
-(``max_workers``). The engine keeps no state that the registries and Marathon cannot rebuild:
+Marathon read and the writes it calls for. A full resync, reading every app and every registry
+(one request per source, all at once), runs at start, every ``resync_interval`` seconds and
+after every reconnect, so a lost, late, duplicated or reordered event can never leave anything
+wrong for longer than that. Writes run concurrently (``max_workers``). The engine keeps no state that the registries and Marathon cannot rebuild:
 restarted, it resyncs and finds its own objects through their ownership marks (source
 ``marathon``), so it neither duplicates nor leaks them, and never touches services defined in
 pillar.
@@ -47,9 +47,9 @@ Every key is optional:
 ``vulcand_etcd_prefix``, ``kong_admin_url``, ``domain``, ``cluster``
     Connection settings and cluster identity. Each defaults to the ``platform`` setting the
     ``services`` state reads (``config.get``: the daemon's config, then pillar), e.g.
-    ``platform:marathon:url``. A resync reads the servers of every vulcand backend from
-    vulcand's etcd in one request (``vulcand_etcd_url``; ``""`` lists them through vulcand's
-    API instead, one request per backend).
+    ``platform:marathon:url``. A resync reads every vulcand object from vulcand's etcd in one
+    request (``vulcand_etcd_url``; ``""`` lists them through vulcand's API instead, one request
+    per collection and per backend).
 ``resync_interval`` (30)
     Seconds between full resyncs: the longest a lost event can leave a registration wrong.
 ``health_grace`` (60)

@@ -17,6 +17,7 @@ something was deleted.
 """
 
 import base64
+import binascii
 import json
 import urllib.parse
 
@@ -228,20 +229,29 @@ class VulcandStore:
         ``{"hosts": [...], "backends": [...], "frontends": [...], "listeners": [...],
         "servers": {backend_id: [{"Id", "URL"}]}}`` (servers of every stored backend)."""
         base = f"{self.prefix}/"
-        found = {"hosts": [], "backends": [], "frontends": [], "listeners": []}
-        servers = {}
+        kinds, values = [], []  # (collection, id field, id, backend of a server), stored value
         for key, value in self._range(base):
             parts = key[len(base):].split("/")
             collection = parts[0]
             if len(parts) == 3 and collection == "hosts" and parts[2] == "host":
-                found["hosts"].append({**_object_of(value), "Name": parts[1]})
+                kinds.append(("hosts", "Name", parts[1], None))
             elif len(parts) == 3 and collection in ("backends", "frontends") \
                     and parts[2] == collection[:-1]:
-                found[collection].append({**_object_of(value), "Id": parts[1]})
+                kinds.append((collection, "Id", parts[1], None))
             elif len(parts) == 4 and collection == "backends" and parts[2] == "servers":
-                servers.setdefault(parts[1], []).append({"Id": parts[3], "URL": _url_of(value)})
+                kinds.append(("servers", "Id", parts[3], parts[1]))
             elif len(parts) == 2 and collection == "listeners":
-                found["listeners"].append({**_object_of(value), "Id": parts[1]})
+                kinds.append(("listeners", "Id", parts[1], None))
+            else:
+                continue
+            values.append(value)
+        found = {"hosts": [], "backends": [], "frontends": [], "listeners": []}
+        servers = {}
+        for (collection, id_field, object_id, backend), value in zip(kinds, _objects_of(values)):
+            if backend is not None:
+                servers.setdefault(backend, []).append({"Id": object_id, "URL": value.get("URL")})
+            else:
+                found[collection].append({**value, id_field: object_id})
         found["servers"] = {
             backend["Id"]: servers.get(backend["Id"], []) for backend in found["backends"]
         }
@@ -260,24 +270,29 @@ class VulcandStore:
             revision = revision or page.get("header", {}).get("revision")
             kvs = page.get("kvs") or []
             for kv in kvs:
-                yield base64.b64decode(kv["key"]).decode(), base64.b64decode(kv.get("value", ""))
+                yield binascii.a2b_base64(kv["key"]).decode(), binascii.a2b_base64(kv.get("value", ""))
             if not page.get("more") or not kvs:
                 return
-            start = base64.b64decode(kvs[-1]["key"]) + b"\0"
+            start = binascii.a2b_base64(kvs[-1]["key"]) + b"\0"
 
 
-def _object_of(stored):
-    """A stored object's fields; none when the value is damaged, so that it gets rewritten."""
+def _objects_of(stored):
+    """The fields of each stored object (JSON); none for a damaged value, so that it gets
+    rewritten. All are decoded as one JSON array, one by one only when that fails."""
     try:
-        value = json.loads(stored)
+        values = json.loads(b"[" + b",".join(stored) + b"]")
     except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+        values = None
+    if values is None or len(values) != len(stored):  # a damaged value, or one that split
+        values = [_json_or_none(value) for value in stored]
+    return [value if isinstance(value, dict) else {} for value in values]
 
 
-def _url_of(stored_server):
-    """The URL of a stored server; None when the value is damaged, so that it gets rewritten."""
-    return _object_of(stored_server).get("URL")
+def _json_or_none(stored):
+    try:
+        return json.loads(stored)
+    except ValueError:
+        return None
 
 
 def _b64(raw):

@@ -65,6 +65,7 @@ What gets registered for a service ``web`` on port 10000 in domain ``service.con
 
 import concurrent.futures
 import contextlib
+import functools
 import heapq
 import ipaddress
 import logging
@@ -143,11 +144,16 @@ def validate_port(port, what="port"):
     return port
 
 
+@functools.lru_cache(maxsize=4096)  # a resync checks every task's address: agents' repeat
+def _ip_address(text):
+    return ipaddress.ip_address(text)
+
+
 def validate_address(address, what="address"):
     """An IP address (not unspecified) or a host name."""
     _check(isinstance(address, str) and address, f"invalid {what} {address!r}: empty")
     try:
-        ip = ipaddress.ip_address(address)
+        ip = _ip_address(address)
     except ValueError:
         _check(
             len(address) <= 253
