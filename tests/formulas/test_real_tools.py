@@ -62,7 +62,7 @@ def applied(rendered, cluster_nodes, tmp_path_factory):
     for key, node in cluster_nodes.items():
         map_name, os_name, _ = key
         role = node.roles[0]
-        if map_name != "default" or os_name != "el9" or role in result:
+        if map_name != "default" or os_name != "debian12" or role in result:
             continue
         root = tmp_path_factory.mktemp(f"applied-{role}")
         high = file_states_under(rendered[key], root)
@@ -132,7 +132,7 @@ def wait_until(probe, what, process):
 def test_zookeeper_starts_from_the_rendered_config(applied, tmp_path):
     node, root = applied["master"]
     config = dict(
-        line.split("=", 1) for line in (root / "etc/zookeeper/zoo.cfg").read_text().splitlines()
+        line.split("=", 1) for line in (root / "etc/zookeeper/ensemble/zoo.cfg").read_text().splitlines()
         if line and not line.startswith("#")
     )
     client, peer, election = free_port(), free_port(), free_port()
