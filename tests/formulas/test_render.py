@@ -140,6 +140,10 @@ def test_mesos_agent_runs_containers_through_weave(by_role):
         assert agent["MESOS_EXECUTOR_REGISTRATION_TIMEOUT"] == "10mins"
         assert agent["MESOS_IP"] == agent["MESOS_ADVERTISE_IP"] == node.address
         assert agent["MESOS_MASTER"].startswith("zk://") and agent["MESOS_MASTER"].endswith("/mesos")
+        # Debian 12 mounts cgroup v2 only.
+        assert agent["MESOS_LAUNCHER"] == "linux"
+        assert agent["MESOS_ISOLATION"].split(",")[:2] == ["cgroups/cpu", "cgroups/mem"]
+        assert agent["MESOS_SYSTEMD_ENABLE_SUPPORT"] == "false"
         peers = state_args(highstate, "Weave peers are configured")["context"]["environment"]
         assert peers["PEERS"] and node.address not in peers["PEERS"]
 
@@ -195,3 +199,19 @@ def test_management_token_stays_on_the_servers(rendered, cluster_nodes):
         if "master" in cluster_nodes[key].roles:
             continue
         assert secret not in json.dumps(highstate), key
+
+
+def test_marathon_and_vulcand_options_follow_the_topology(by_role, cluster_nodes):
+    for node, key, highstate in by_role["master"]:
+        masters = [n for k, n in cluster_nodes.items() if k[:2] == key[:2] and "master" in n.roles]
+        zk_hosts = ",".join(f"{m.address}:2181" for m in sorted(masters, key=lambda m: m.name))
+        marathon = state_args(highstate, "Marathon options are configured")["context"]["environment"]
+        options = marathon["MARATHON_OPTIONS"].split()
+        flags = dict(zip(options[::2], options[1::2]))
+        assert flags["--master"] == f"zk://{zk_hosts}/mesos" and flags["--zk"] == f"zk://{zk_hosts}/marathon"
+        assert flags["--hostname"] == flags["--http_address"] == node.address
+        assert flags["--http_port"] == "8080"
+        vulcand = state_args(highstate, "vulcand options are configured")["context"]["environment"]
+        options = set(vulcand["VULCAND_OPTIONS"].split())
+        assert {f"-apiInterface={node.address}", f"-interface={node.address}", "-etcd=http://127.0.0.1:2379",
+                "-etcdApiVer=3", "-etcdKey=/vulcand", "-apiPort=8182"} <= options
