@@ -7,6 +7,8 @@ aws:
   zone: eu-west-1a
   cluster: showcase
   admin_cidr: ''
+  # admin_cidr 0.0.0.0/0 (SSH and the admin API open to the internet) is refused unless true.
+  allow_admin_from_anywhere: false
   tags:
     Project: showcase
   key_pair:

@@ -5,10 +5,14 @@ in test mode, and `orch.network_teardown` leaves the account empty.
 """
 
 import os
+import pathlib
 
 import pytest
+import salt.utils.yaml
 
 from tests.fixtures.moto import ADMIN_CIDR
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
@@ -210,44 +214,89 @@ def test_seed_layout_gives_the_private_subnet_public_ips_and_the_internet_gatewa
     _orchestrate(salt_run_cli, "orch.network_teardown")
 
 
+def _with_rule(group, rule):
+    """The security_groups override that adds ``rule`` to the default rules of ``group``."""
+    defaults = salt.utils.yaml.safe_load((REPO_ROOT / "pillar" / "aws.sls").read_text())
+    rules = defaults["aws"]["security_groups"][group]["rules"]
+    return {"security_groups": {group: {"rules": [*rules, rule]}}}
+
+
+KONG_RULES = "aws:security_groups:kong_sg:rules"
+
+
 @pytest.mark.parametrize(
-    "overrides,message",
+    "overrides,problem",
     [
-        ({"subnets": {"private": {"cidr": "10.0.5.128/25"}}}, "overlap"),
-        ({"subnets": {"public": {"cidr": "10.1.5.0/24"}}}, "outside the VPC"),
+        pytest.param(
+            {"subnets": {"private": {"cidr": "10.0.5.128/25"}}},
+            "aws:subnets:public:cidr: 10.0.5.0/24 overlaps aws:subnets:private:cidr 10.0.5.128/25",
+            id="overlapping-subnets",
+        ),
+        pytest.param(
+            {"subnets": {"public": {"cidr": "10.1.5.0/24"}}},
+            "aws:subnets:public:cidr: 10.1.5.0/24 is outside the VPC 10.0.0.0/16 (aws:vpc:cidr)",
+            id="subnet-outside-the-vpc",
+        ),
+        pytest.param(
+            {"admin_cidr": "kong_sg"},
+            "aws:admin_cidr: 'kong_sg' is not an IPv4 CIDR such as 10.0.0.0/16",
+            id="admin-cidr-that-names-a-group",
+        ),
+        pytest.param(
+            {"admin_cidr": "0.0.0.0/0"},
+            "aws:admin_cidr: 0.0.0.0/0 opens SSH and the Kong admin API to the whole internet",
+            id="admin-cidr-world",
+        ),
+        pytest.param(
+            _with_rule("kong_sg", {"port": 22, "sources": ["world"]}),
+            f"{KONG_RULES}:4:port: unknown key (allowed: ports, protocol, protocols, sources)",
+            id="mistyped-rule-key",
+        ),
+        pytest.param(
+            _with_rule("kong_sg", {"ports": "8000-70000", "sources": ["world"]}),
+            f"{KONG_RULES}:4:ports: '8000-70000' is not a range of ports from 0 to 65535",
+            id="port-out-of-range",
+        ),
+        pytest.param(
+            _with_rule("kong_sg", {"protocol": "tpc", "ports": 8443, "sources": ["world"]}),
+            f"{KONG_RULES}:4:protocol: 'tpc' is not one of tcp, udp, icmp, -1",
+            id="unknown-protocol",
+        ),
+        pytest.param(
+            {"key_pair": {"public_key_path": "/nonexistent/showcase.pub"}},
+            "aws:key_pair:public_key_path: cannot read the public key file "
+            "/nonexistent/showcase.pub",
+            id="unreadable-key-file",
+        ),
+        pytest.param(
+            {"zone": "eu-west-1z"},
+            "aws:zone: Availability zone 'eu-west-1z' is not available in region eu-west-1; "
+            "available: eu-west-1a",
+            id="zone-outside-the-region",
+        ),
     ],
 )
-def test_bad_cidrs_are_refused_before_anything_is_created(
-    aws_env, aws_pillar, salt_run_cli, overrides, message
+def test_invalid_pillar_is_refused_whole_before_anything_is_created(
+    aws_env, aws_pillar, salt_run_cli, overrides, problem
 ):
-    aws_pillar(**overrides)
-    ret, _ = _orchestrate(salt_run_cli, "orch.network")
-    assert ret.returncode != 0
-    assert message in str(ret.data) + ret.stdout + ret.stderr
     ec2 = aws_env.client("ec2")
-    assert not [v for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]]
+    empty = _account(ec2)
+    aws_pillar(**overrides)
+    for test in (True, False):
+        ret, _ = _orchestrate(salt_run_cli, "orch.network", test=test)
+        assert ret.returncode != 0
+        output = str(ret.data)
+        assert "Invalid pillar aws (nothing was written): " in output
+        assert problem in output, output
+        assert _account(ec2) == empty, "nothing may be created"
 
 
-def test_missing_public_key_file_fails_that_state_by_name(aws_env, aws_pillar, salt_run_cli):
-    aws_pillar(key_pair={"public_key_path": "/nonexistent/showcase.pub"})
-    ret, states = _orchestrate(salt_run_cli, "orch.network")
-    assert ret.returncode != 0
-    failed = {key: s["comment"] for key, s in states.items() if s["result"] is False}
-    assert len(failed) == 1, failed
-    assert "/nonexistent/showcase.pub" in next(iter(failed.values()))
-    _orchestrate(salt_run_cli, "orch.network_teardown")
-
-
-def test_a_zone_outside_the_region_is_reported_with_the_zones_there(
-    aws_env, aws_pillar, salt_run_cli
-):
-    aws_pillar(zone="eu-west-1z")
-    ret, states = _orchestrate(salt_run_cli, "orch.network")
-    assert ret.returncode != 0
-    comments = " ".join(_failures(states).values())
-    assert "Availability zone 'eu-west-1z' is not available in region eu-west-1" in comments
-    assert "eu-west-1a" in comments
-    _orchestrate(salt_run_cli, "orch.network_teardown")
+def test_admin_from_anywhere_needs_the_explicit_opt_in(aws_env, aws_pillar, salt_run_cli):
+    aws_pillar(admin_cidr="0.0.0.0/0", allow_admin_from_anywhere=True)
+    ret, states = _orchestrate(salt_run_cli, "orch.network", test=True)
+    assert ret.returncode == 0, _failures(states) or ret
+    kong_sg = states[next(key for key in states if "aws-network-security-group-kong_sg" in key)]
+    assert "tcp 22-22 from 0.0.0.0/0" in kong_sg["changes"]["new"]["ingress"]
 
 
 def test_nat_instance_egress_routes_the_private_subnet_through_an_instance(
