@@ -15,8 +15,7 @@ Provider configuration (``cloud.providers.d/aws.conf``):
       keyname: showcase          # the imported key pair
       ssh_keyfile: ~/.ssh/showcase
       images:                    # image aliases: newest AMI matching owner + name
-        centos7: {owner: '125523088429', name: 'CentOS-7-*x86_64*', ssh_username: centos}
-        el9: {owner: '792107900819', name: 'Rocky-9-EC2-Base-9.*x86_64', ssh_username: rocky}
+        debian12: {owner: '136693071363', name: 'debian-12-amd64-*', ssh_username: admin}
 
 Profile (or map) settings: ``image`` (an alias above or an ``ami-`` id), ``size``,
 ``subnet``, ``security_groups``, ``eip`` (an elastic IP's Name tag), ``root_volume_size``

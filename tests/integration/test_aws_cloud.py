@@ -104,7 +104,8 @@ def test_map_creates_the_cluster_once_and_destroys_it(network, repo_root, salt_r
     for name in ("master", "slave0", "slave1", "slave2"):
         assert "PublicIpAddress" not in instances[name], f"{name} must have no public address"
     image = ec2.describe_images(ImageIds=[instances["kong"]["ImageId"]])["Images"][0]
-    assert image["Name"].startswith("CentOS-7")
+    assert image["Name"].startswith("debian-12-amd64-")
+    assert image["OwnerId"] == "136693071363"
     assert {i["KeyName"] for i in instances.values()} == {"showcase"}
     volume = instances["kong"]["BlockDeviceMappings"][0]["Ebs"]
     assert volume["DeleteOnTermination"] is True

@@ -24,12 +24,15 @@ def _render_map(name, deploy):
     )
 
 
-def _profiles():
-    providers = salt.config.apply_cloud_providers_config(
+def _providers():
+    return salt.config.apply_cloud_providers_config(
         salt.utils.yaml.safe_load((REPO_ROOT / "cloud.providers.d" / "aws.conf").read_text())
     )
+
+
+def _profiles():
     return salt.config.apply_vm_profiles_config(
-        providers,
+        _providers(),
         salt.utils.yaml.safe_load((REPO_ROOT / "cloud.profiles.d" / "showcase.conf").read_text()),
     )
 
@@ -83,11 +86,18 @@ def test_profiles_carry_the_role_grains_and_network_placement():
         for name in ("kong", "master", "slave")
     }
     assert placement == {
-        "kong": (["kong"], "showcase-public", ["kong_sg"], "t2.medium", "centos7"),
-        "master": (["master"], "showcase-private", ["master_sg"], "t2.medium", "centos7"),
-        "slave": (["slave"], "showcase-private", ["slave_sg"], "t2.medium", "centos7"),
+        "kong": (["kong"], "showcase-public", ["kong_sg"], "t2.medium", "debian12"),
+        "master": (["master"], "showcase-private", ["master_sg"], "t2.medium", "debian12"),
+        "slave": (["slave"], "showcase-private", ["slave_sg"], "t2.medium", "debian12"),
     }
     for name in ("master", "slave"):
         assert profiles[name]["ssh_interface"] == "private_ips"
         assert profiles[name]["ssh_gateway_node"] == "kong"
     assert profiles["kong"]["eip"] == "showcase-kong"
+
+
+def test_debian_12_from_debians_own_account_is_the_only_image():
+    # The formulas refuse CentOS 7 and EL9: no alias may still offer them.
+    assert _providers()["showcase"]["aws_ec2"]["images"] == {
+        "debian12": {"owner": "136693071363", "name": "debian-12-amd64-*", "ssh_username": "admin"}
+    }

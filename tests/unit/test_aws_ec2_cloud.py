@@ -33,13 +33,13 @@ PROVIDER = {
     "keyname": "showcase",
     "salt_master_node": "kong",
     "images": {
-        "centos7": {"owner": IMAGE_OWNER, "name": "CentOS-7-*x86_64*", "ssh_username": "centos"}
+        "debian12": {"owner": IMAGE_OWNER, "name": "debian-12-amd64-*", "ssh_username": "admin"}
     },
 }
 PROFILES = {
     "kong": {
         "provider": "showcase",
-        "image": "centos7",
+        "image": "debian12",
         "size": "t2.medium",
         "subnet": "showcase-public",
         "security_groups": ["kong_sg"],
@@ -48,7 +48,7 @@ PROFILES = {
     },
     "slave": {
         "provider": "showcase",
-        "image": "centos7",
+        "image": "debian12",
         "size": "t2.medium",
         "subnet": "showcase-private",
         "security_groups": ["slave_sg"],
@@ -113,7 +113,8 @@ def _spec(resource_type, name):
 
 @pytest.fixture
 def network(ec2):
-    """The slice of orch.network the profiles refer to, plus two CentOS images."""
+    """The slice of orch.network the profiles refer to, two Debian 12 images and a newer
+    arm64 one that the amd64 alias must not pick."""
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnets = {
         name: ec2.create_subnet(
@@ -131,10 +132,14 @@ def network(ec2):
         )
     ec2.allocate_address(Domain="vpc", TagSpecifications=_spec("elastic-ip", "showcase-kong"))
     images = {}
-    for name in ("CentOS-7-2009-20201012_1.x86_64", "CentOS-7-2111-20220825_1.x86_64"):
+    for name, architecture in (
+        ("debian-12-amd64-20240717-1811", "x86_64"),
+        ("debian-12-amd64-20250428-2096", "x86_64"),
+        ("debian-12-arm64-20250601-2130", "arm64"),
+    ):
         images[name] = ec2.register_image(
-            Name=name, Architecture="x86_64", RootDeviceName="/dev/sda1",
-            BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 8}}],
+            Name=name, Architecture=architecture, RootDeviceName="/dev/xvda",
+            BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}],
         )["ImageId"]
     return {"vpc": vpc, "subnets": subnets, "images": images}
 
@@ -191,11 +196,11 @@ def test_public_node_is_reached_on_its_elastic_ip_and_is_its_own_salt_master(
     assert eip["InstanceId"] == instance["InstanceId"]
     assert bootstrapped["ssh_host"] == eip["PublicIp"]
     assert bootstrapped["salt_host"] == instance["PrivateIpAddress"]
-    assert bootstrapped["ssh_username"] == "centos"
+    assert bootstrapped["ssh_username"] == "admin"
     assert bootstrapped["key_filename"] == str(key_file)
     assert bootstrapped["minion"] == {"master": instance["PrivateIpAddress"]}
     assert "gateway" not in bootstrapped
-    assert instance["ImageId"] == network["images"]["CentOS-7-2111-20220825_1.x86_64"]
+    assert instance["ImageId"] == network["images"]["debian-12-amd64-20250428-2096"]
 
 
 def test_private_node_goes_through_the_bastion_and_points_at_the_master_on_kong(
@@ -213,7 +218,7 @@ def test_private_node_goes_through_the_bastion_and_points_at_the_master_on_kong(
     assert bootstrapped["ssh_host"] == slave["PrivateIpAddress"]
     assert bootstrapped["gateway"] == {
         "ssh_gateway": kong["PublicIpAddress"],
-        "ssh_gateway_user": "centos",
+        "ssh_gateway_user": "admin",
         "ssh_gateway_key": str(key_file),
         "ssh_gateway_command": "nc -q0 %h %p",
     }
@@ -248,7 +253,7 @@ def test_bootstrap_builds_deploy_arguments_through_the_gateway(
     slave = driver.show_instance("slave0", call="action")
     assert kwargs["host"] == slave["PrivateIpAddress"]
     assert kwargs["salt_host"] == slave["PrivateIpAddress"]
-    assert kwargs["username"] == "centos"
+    assert kwargs["username"] == "admin"
     assert kwargs["sudo"] is True
     assert kwargs["key_filename"] == str(key_file)
     assert kwargs["gateway"]["ssh_gateway"] == kong["PublicIpAddress"]
@@ -262,13 +267,13 @@ def test_gateway_arguments_reach_the_ssh_command_line():
     """salt-cloud turns the gateway the driver sets into an SSH ProxyCommand."""
     gateway = {
         "ssh_gateway": "203.0.113.10",
-        "ssh_gateway_user": "centos",
+        "ssh_gateway_user": "admin",
         "ssh_gateway_key": "/keys/showcase",
         "ssh_gateway_command": "nc -q0 %h %p",
     }
     arguments = getattr(salt.utils.cloud, "__ssh_gateway_arguments")(gateway)
     assert "ProxyCommand" in arguments
-    assert "centos@203.0.113.10" in arguments
+    assert "admin@203.0.113.10" in arguments
     assert "-i /keys/showcase" in arguments
 
 
@@ -301,7 +306,7 @@ def test_missing_network_object_fails_before_launch(driver, network, ec2):
 @pytest.mark.parametrize(
     "image,error,message",
     [
-        ("el9", SaltCloudConfigError, "neither an ami- id nor one of the provider's images"),
+        ("centos7", SaltCloudConfigError, "neither an ami- id nor one of the provider's images"),
         ("ami-00000000", SaltCloudSystemExit, "DescribeImages|describe_images"),
     ],
 )
@@ -311,8 +316,8 @@ def test_images_that_do_not_resolve_are_reported(driver, network, image, error, 
 
 
 def test_no_ami_matching_the_alias_is_reported_with_owner_and_name(driver, network, opts):
-    opts["providers"]["showcase"]["aws_ec2"]["images"]["centos7"]["name"] = "CentOS-6-*"
-    with pytest.raises(SaltCloudNotFound, match=f"owner {IMAGE_OWNER}, name CentOS-6-"):
+    opts["providers"]["showcase"]["aws_ec2"]["images"]["debian12"]["name"] = "debian-13-amd64-*"
+    with pytest.raises(SaltCloudNotFound, match=f"owner {IMAGE_OWNER}, name debian-13-amd64-"):
         driver.resolve_image(_vm("kong", "kong"))
 
 
@@ -327,7 +332,7 @@ def test_launch_parameters_follow_the_profile(driver, network):
     assert params["UserData"] == "#cloud-config\n"
     assert params["BlockDeviceMappings"] == [
         {
-            "DeviceName": "/dev/sda1",
+            "DeviceName": image["RootDeviceName"],
             "Ebs": {"DeleteOnTermination": True, "VolumeType": "gp3", "VolumeSize": 30},
         }
     ]
@@ -352,8 +357,10 @@ def test_list_destroy_and_call_guards(driver, network, ec2):
 
 def test_avail_functions_list_images_zones_and_sizes(driver, network):
     images = driver.avail_images()
-    assert {image["name"] for image in images.values()} == set(network["images"])
-    assert {image["alias"] for image in images.values()} == {"centos7"}
+    assert {image["name"] for image in images.values()} == {
+        name for name in network["images"] if "amd64" in name
+    }
+    assert {image["alias"] for image in images.values()} == {"debian12"}
     assert "eu-west-1a" in driver.avail_locations()
     sizes = driver.avail_sizes()
     assert sizes["t2.medium"] == {"vcpus": 2, "memory_mib": 4096}
