@@ -41,16 +41,17 @@ aws:
   # (the subnets' CIDRs).
   security_groups:
     kong_sg:
-      description: Kong gateway (public subnet), SSH bastion and salt-master
+      description: Kong gateway (public subnet) and SSH bastion
       rules:
         - {ports: 8000, sources: [world]}
         - {ports: 22, sources: [admin]}
         - {ports: 8001, sources: [private, admin]}
-        - {ports: 4505-4506, sources: [private, public]}
     master_sg:
-      description: Mesos/Marathon/Consul/vulcand masters (private subnet)
+      description: Mesos/Marathon/Consul/vulcand masters and the salt-master (private subnet)
       rules:
         - {ports: 22, sources: [kong_sg]}
+        # The salt-master (on master / master0): only the cluster's own minions reach it.
+        - {ports: 4505-4506, sources: [self, kong_sg, slave_sg]}
         - {ports: 2181, sources: [private]}
         # ZooKeeper quorum and leader election between the masters of the ha map.
         - {ports: 2888, sources: [private]}

@@ -32,6 +32,8 @@ DEFAULT_REGION = "eu-west-1"
 
 # Tag that marks every resource of one cluster, so lookups and teardown only ever touch ours.
 CLUSTER_TAG = "showcase:cluster"
+# The salt-cloud profile an instance was created from (set by the aws_ec2 cloud driver).
+PROFILE_TAG = "salt-cloud:profile"
 
 # Error codes meaning "these credentials are not accepted"; retrying cannot help.
 AUTH_ERROR_CODES = frozenset(

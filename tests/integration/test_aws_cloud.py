@@ -129,6 +129,11 @@ def test_map_creates_the_cluster_once_and_destroys_it(network, repo_root, salt_r
         "kong_public_address": eip["PublicIp"],
         "kong_private_address": instances["kong"]["PrivateIpAddress"],
         "master_addresses": {"master": instances["master"]["PrivateIpAddress"]},
+        "salt_master": {
+            "name": "master",
+            "address": instances["master"]["PrivateIpAddress"],
+            "ssh": f"ssh -J admin@{eip['PublicIp']} admin@{instances['master']['PrivateIpAddress']}",
+        },
         "etc_hosts": f"{eip['PublicIp']}  kong.service.consul mesos.service.consul "
         "marathon.service.consul",
     }

@@ -97,9 +97,9 @@ def _udp(port, *sources):
 EXPECTED_INGRESS = {
     "kong_sg": _tcp(8000, "0.0.0.0/0")
     | _tcp(22, ADMIN_CIDR)
-    | _tcp(8001, PRIVATE, ADMIN_CIDR)
-    | _tcp(4505, PRIVATE, PUBLIC, high=4506),
+    | _tcp(8001, PRIVATE, ADMIN_CIDR),
     "master_sg": _tcp(22, "kong_sg")
+    | _tcp(4505, "master_sg", "kong_sg", "slave_sg", high=4506)
     | _tcp(2181, PRIVATE)
     | _tcp(2888, PRIVATE)
     | _tcp(3888, PRIVATE)
@@ -172,7 +172,12 @@ def test_network_orchestration_builds_converges_and_tears_down(
         if g["GroupName"] != "default"
     }
     names = {g["GroupId"]: name for name, g in groups.items()}
-    assert {name: _ingress(g, names) for name, g in groups.items()} == EXPECTED_INGRESS
+    ingress = {name: _ingress(g, names) for name, g in groups.items()}
+    assert ingress == EXPECTED_INGRESS
+    salt_master_sources = {
+        source for rules in ingress.values() for _, low, _, source in rules if low == 4505
+    }
+    assert salt_master_sources == {"master_sg", "kong_sg", "slave_sg"}, "no CIDR reaches Salt"
 
     addresses = _by_name(ec2.describe_addresses()["Addresses"])
     assert sorted(addresses) == ["showcase-kong", "showcase-nat"]

@@ -31,7 +31,7 @@ PROVIDER = {
     "region": "eu-west-1",
     "cluster": CLUSTER,
     "keyname": "showcase",
-    "salt_master_node": "kong",
+    "salt_master_node": "master",
     "images": {
         "debian12": {"owner": IMAGE_OWNER, "name": "debian-12-amd64-*", "ssh_username": "admin"}
     },
@@ -45,6 +45,16 @@ PROFILES = {
         "security_groups": ["kong_sg"],
         "eip": "showcase-kong",
         "ssh_interface": "public_ips",
+    },
+    "master": {
+        "provider": "showcase",
+        "image": "debian12",
+        "size": "t2.medium",
+        "subnet": "showcase-private",
+        "security_groups": ["master_sg"],
+        "ssh_interface": "private_ips",
+        "ssh_gateway_node": "kong",
+        "ssh_gateway_profile": "kong",
     },
     "slave": {
         "provider": "showcase",
@@ -125,7 +135,7 @@ def network(ec2):
     ec2.modify_subnet_attribute(
         SubnetId=subnets["showcase-public"], MapPublicIpOnLaunch={"Value": True}
     )
-    for group in ("kong_sg", "slave_sg"):
+    for group in ("kong_sg", "master_sg", "slave_sg"):
         ec2.create_security_group(
             GroupName=group, Description=group, VpcId=vpc,
             TagSpecifications=_spec("security-group", group),
@@ -184,30 +194,34 @@ def _live(ec2):
     return [i for r in reservations for i in r["Instances"]]
 
 
-def test_public_node_is_reached_on_its_elastic_ip_and_is_its_own_salt_master(
+def test_public_node_is_reached_on_its_elastic_ip_and_points_at_the_private_salt_master(
     driver, network, ec2, key_file
 ):
+    driver.create(_vm("master", "master", deploy=False))
+    master = driver.show_instance("master", call="action")
     vm_ = _vm("kong", "kong", ssh_keyfile="~/.ssh/showcase")
     driver.create(vm_)
 
     bootstrapped = driver.__utils__["cloud.bootstrap"].call_args.args[0]
-    (instance,) = _live(ec2)
+    kong = driver.show_instance("kong", call="action")
     eip = ec2.describe_addresses()["Addresses"][0]
-    assert eip["InstanceId"] == instance["InstanceId"]
+    assert eip["InstanceId"] == kong["InstanceId"]
     assert bootstrapped["ssh_host"] == eip["PublicIp"]
-    assert bootstrapped["salt_host"] == instance["PrivateIpAddress"]
+    assert bootstrapped["salt_host"] == kong["PrivateIpAddress"]
     assert bootstrapped["ssh_username"] == "admin"
     assert bootstrapped["key_filename"] == str(key_file)
-    assert bootstrapped["minion"] == {"master": instance["PrivateIpAddress"]}
+    assert bootstrapped["minion"] == {"master": master["PrivateIpAddress"]}
     assert "gateway" not in bootstrapped
-    assert instance["ImageId"] == network["images"]["debian-12-amd64-20250428-2096"]
+    assert kong["ImageId"] == network["images"]["debian-12-amd64-20250428-2096"]
 
 
-def test_private_node_goes_through_the_bastion_and_points_at_the_master_on_kong(
+def test_private_node_goes_through_the_bastion_and_points_at_the_private_salt_master(
     driver, network, ec2, key_file
 ):
     driver.create(_vm("kong", "kong", deploy=False))
+    driver.create(_vm("master", "master", deploy=False))
     kong = driver.show_instance("kong", call="action")
+    master = driver.show_instance("master", call="action")
     vm_ = _vm("slave0", "slave", ssh_keyfile=str(key_file))
 
     driver.create(vm_)
@@ -222,7 +236,62 @@ def test_private_node_goes_through_the_bastion_and_points_at_the_master_on_kong(
         "ssh_gateway_key": str(key_file),
         "ssh_gateway_command": "nc -q0 %h %p",
     }
-    assert bootstrapped["minion"] == {"master": kong["PrivateIpAddress"]}
+    assert bootstrapped["minion"] == {"master": master["PrivateIpAddress"]}
+
+
+def _salt_master_vm(key_file):
+    """The map's salt-master as salt-cloud's run_map hands it to the driver: created first,
+    its own minion on 127.0.0.1."""
+    return _vm(
+        "master", "master", ssh_keyfile=str(key_file), make_master=True,
+        minion={"master": "127.0.0.1"},
+    )
+
+
+def test_the_salt_master_is_deployed_through_a_bastion_launched_ahead_then_adopted(
+    driver, network, ec2, key_file
+):
+    driver.create(_salt_master_vm(key_file))
+
+    bootstrapped = driver.__utils__["cloud.bootstrap"].call_args.args[0]
+    kong = driver.show_instance("kong", call="action")
+    master = driver.show_instance("master", call="action")
+    eip = ec2.describe_addresses()["Addresses"][0]
+    assert kong["public_ips"] == [eip["PublicIp"]], "the bastion has its elastic IP"
+    assert kong["tags"]["salt-cloud:ssh-gateway-for"] == "master"
+    assert kong["tags"]["salt-cloud:profile"] == "kong"
+    assert bootstrapped["name"] == "master"
+    assert bootstrapped["gateway"]["ssh_gateway"] == eip["PublicIp"]
+    assert bootstrapped["minion"] == {"master": "127.0.0.1"}
+    assert driver.__utils__["cloud.bootstrap"].call_count == 1, "the bastion is not deployed"
+
+    # The map then creates kong: the bastion's instance is deployed, not a second one launched.
+    driver.create(_vm("kong", "kong", ssh_keyfile=str(key_file)))
+    assert sorted(driver.list_nodes()) == ["kong", "master"]
+    adopted = driver.show_instance("kong", call="action")
+    assert adopted["InstanceId"] == kong["InstanceId"]
+    assert "salt-cloud:ssh-gateway-for" not in adopted["tags"], "adopted once"
+    bootstrapped = driver.__utils__["cloud.bootstrap"].call_args.args[0]
+    assert bootstrapped["name"] == "kong"
+    assert bootstrapped["ssh_host"] == eip["PublicIp"]
+    assert bootstrapped["minion"] == {"master": master["PrivateIpAddress"]}
+
+
+def test_an_existing_bastion_is_used_as_is(driver, network, ec2, key_file):
+    driver.create(_vm("kong", "kong", deploy=False))
+    driver.create(_salt_master_vm(key_file))
+    assert len(_live(ec2)) == 2
+    assert "salt-cloud:ssh-gateway-for" not in driver.show_instance("kong", call="action")["tags"]
+
+
+def test_a_failed_salt_master_terminates_the_bastion_launched_for_it(
+    driver, network, ec2, key_file
+):
+    with mock.patch.object(
+        driver, "deploy_settings", side_effect=SaltCloudSystemExit("no route")
+    ), pytest.raises(SaltCloudSystemExit, match=r"master failed, instances i-\w+, i-\w+ terminated"):
+        driver.create(_salt_master_vm(key_file))
+    assert _live(ec2) == []
 
 
 def test_a_master_chosen_by_the_map_wins_over_salt_master_node(driver, network, key_file):
@@ -238,7 +307,9 @@ def test_bootstrap_builds_deploy_arguments_through_the_gateway(
 ):
     """The real salt.utils.cloud.bootstrap, fed by the driver, up to the SSH step."""
     driver.create(_vm("kong", "kong", deploy=False))
+    driver.create(_vm("master", "master", deploy=False))
     kong = driver.show_instance("kong", call="action")
+    master = driver.show_instance("master", call="action")
     with mock.patch.object(salt.utils.cloud, "deploy_script", return_value=True) as deploy, \
             mock.patch.object(salt.utils.cloud, "fire_event"), \
             mock.patch.object(salt.utils.cloud, "__opts__", opts, create=True):
@@ -257,7 +328,7 @@ def test_bootstrap_builds_deploy_arguments_through_the_gateway(
     assert kwargs["sudo"] is True
     assert kwargs["key_filename"] == str(key_file)
     assert kwargs["gateway"]["ssh_gateway"] == kong["PublicIpAddress"]
-    assert kwargs["minion_conf"]["master"] == kong["PrivateIpAddress"]
+    assert kwargs["minion_conf"]["master"] == master["PrivateIpAddress"]
     assert kwargs["minion_conf"]["id"] == "slave0"
     assert kwargs["minion_conf"]["grains"] == {"roles": ["slave"]}
     assert (pathlib.Path(opts["pki_dir"]) / "minions" / "slave0").is_file(), "key accepted"
@@ -369,7 +440,8 @@ def test_avail_functions_list_images_zones_and_sizes(driver, network):
 
 
 def test_a_failed_deploy_reports_the_instance_it_leaves_running(driver, network, ec2, key_file):
+    driver.create(_vm("master", "master", deploy=False))
     driver.__utils__["cloud.bootstrap"].side_effect = SaltCloudSystemExit("ssh: timed out")
     with pytest.raises(SaltCloudSystemExit, match=r"kong \(i-\w+\) is running but deploying"):
         driver.create(_vm("kong", "kong", ssh_keyfile=str(key_file)))
-    assert [i["State"]["Name"] for i in _live(ec2)] == ["running"]
+    assert [i["State"]["Name"] for i in _live(ec2)] == ["running", "running"]

@@ -8,6 +8,7 @@ import pathlib
 
 import awsnetworkutil
 import pytest
+import salt.utils.dictupdate
 import salt.utils.yaml
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -134,3 +135,10 @@ def test_normalised_rules_are_accepted_again_unchanged(aws):
     plan = awsnetworkutil.network(copy.deepcopy(aws))
     for group in plan["groups"]:
         assert awsnetworkutil.rules(group["rules"]) == group["rules"]
+
+
+def test_pillar_example_is_a_valid_aws_pillar(aws):
+    example = salt.utils.yaml.safe_load((REPO_ROOT / "pillar.example").read_text())["aws"]
+    example["key_pair"]["public_key_path"] = aws["key_pair"]["public_key_path"]
+    plan = awsnetworkutil.network(salt.utils.dictupdate.update(aws, example))
+    assert {group["name"] for group in plan["groups"]} == {"kong_sg", "master_sg", "slave_sg"}
