@@ -708,8 +708,8 @@ def teardown(cluster="showcase", profile=None, region=None):
     Delete every network resource of the cluster in dependency order: the NAT instance and
     NAT gateways (waiting until gone), elastic IPs (disassociated first), orphaned network
     interfaces, security group rules referring to other groups, security groups, route
-    tables, subnets, internet gateways (detached first), VPCs, key pairs. Refuses while instances run in the VPC:
-    destroy them first (``salt-cloud -m cloud.maps.d/default.map -d``).
+    tables, subnets, internet gateways (detached first), VPCs, key pairs. Refuses while
+    instances run in the VPC: destroy them first (``salt-cloud -m cloud.maps.d/default.map -d``).
 
     Returns ``{kind: [deleted id, ...]}``.
 

@@ -32,6 +32,7 @@ PREFIX_LENGTHS = range(16, 29)
 NAT_GROUP = "nat_sg"
 
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d+$")
+_ZONE = re.compile(r"^[a-z0-9-]+[a-z]$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _AMI_OWNER = re.compile(r"^(\d{12}|amazon|aws-marketplace|self)$")
@@ -124,7 +125,7 @@ def _named(value, path, problems):
 
 
 def public_key_problem(public_key_path):
-    """Why ``public_key_path`` (``~`` expanded) holds no readable OpenSSH public key, or ``None``."""
+    """Why ``public_key_path`` (``~`` expanded) holds no OpenSSH public key; ``None`` if it does."""
     path = os.path.expanduser(public_key_path)
     try:
         with open(path, encoding="utf-8") as handle:
@@ -313,13 +314,12 @@ def _security_groups(value, path, problems, source_cidrs, private_egress):
         if _mapping(group, group_path, problems, ("description", "rules")) is None:
             continue
         description = _string(
-            group.get("description", _MISSING), f"{group_path}:description", problems, what="a description"
+            group.get("description", _MISSING), f"{group_path}:description", problems,
+            what="a description",
         )
-        group_rules = [
-            rule
-            for rule in _rules(group.get("rules", _MISSING), f"{group_path}:rules", problems, resolve)
-            if rule["sources"]  # only admin, while admin_cidr is empty
-        ]
+        checked = _rules(group.get("rules", _MISSING), f"{group_path}:rules", problems, resolve)
+        # A rule left with no source named only admin, while admin_cidr is empty.
+        group_rules = [rule for rule in checked if rule["sources"]]
         requires = sorted(
             {source for rule in group_rules for source in rule["sources"] if source in names}
             - {name}
@@ -410,44 +410,55 @@ def network(aws, check_key_file=True):
     )
     if _mapping(aws, "aws", problems, required, ("allow_admin_from_anywhere", "tags")) is None:
         raise InvalidNetwork("pillar aws", problems)
-    _string(aws.get("profile", _MISSING), "aws:profile", problems, _NAME, "a profile name", empty=True)
-    region = _string(aws.get("region", _MISSING), "aws:region", problems, _REGION, "a region such as eu-west-1")
-    zone = _string(aws.get("zone", _MISSING), "aws:zone", problems, re.compile(r"^[a-z0-9-]+[a-z]$"),
-                   "an availability zone such as eu-west-1a")
+
+    def at(path):
+        """The value at the key path ``aws:a:b``; _MISSING where a mapping lacks the key."""
+        value = aws
+        for key in path.split(":")[1:]:
+            value = value.get(key, _MISSING) if isinstance(value, dict) else _MISSING
+        return value
+
+    def text(path, pattern=None, what=None, **options):
+        return _string(at(path), path, problems, pattern, what, **options)
+
+    def name(path):
+        return _named(at(path), path, problems)
+
+    def section(path, keys):
+        return _mapping(at(path), path, problems, keys) is not None
+
+    text("aws:profile", _NAME, "a profile name", empty=True)
+    region = text("aws:region", _REGION, "a region such as eu-west-1")
+    zone = text("aws:zone", _ZONE, "an availability zone such as eu-west-1a")
     if region and zone and not zone.startswith(region):
         problems.add("aws:zone", f"{zone} is not a zone of aws:region {region}")
-    _named(aws.get("cluster", _MISSING), "aws:cluster", problems)
-    _named(aws.get("kong_eip", _MISSING), "aws:kong_eip", problems)
+    name("aws:cluster")
+    name("aws:kong_eip")
     tags = _tags(aws.get("tags", {}), problems)
     admin = _admin_cidrs(aws, problems)
 
-    key_pair = aws.get("key_pair", _MISSING)
-    if _mapping(key_pair, "aws:key_pair", problems, ("name", "public_key_path")) is not None:
-        _named(key_pair.get("name", _MISSING), "aws:key_pair:name", problems)
-        path = _string(key_pair.get("public_key_path", _MISSING), "aws:key_pair:public_key_path", problems)
+    if section("aws:key_pair", ("name", "public_key_path")):
+        name("aws:key_pair:name")
+        path = text("aws:key_pair:public_key_path")
         if path and check_key_file and (problem := public_key_problem(path)):
             problems.add("aws:key_pair:public_key_path", problem)
 
-    vpc = aws.get("vpc", _MISSING)
     vpc_network = None
-    if _mapping(vpc, "aws:vpc", problems, ("cidr", "name")) is not None:
-        _named(vpc.get("name", _MISSING), "aws:vpc:name", problems)
-        vpc_network = _cidr(vpc.get("cidr", _MISSING), "aws:vpc:cidr", problems, PREFIX_LENGTHS)
-    subnets = _subnets(aws.get("subnets", _MISSING), vpc_network, problems)
+    if section("aws:vpc", ("cidr", "name")):
+        name("aws:vpc:name")
+        vpc_network = _cidr(at("aws:vpc:cidr"), "aws:vpc:cidr", problems, PREFIX_LENGTHS)
+    subnets = _subnets(at("aws:subnets"), vpc_network, problems)
 
-    egress = aws.get("private_egress", _MISSING)
+    egress = at("aws:private_egress")
     if egress is not _MISSING and egress not in PRIVATE_EGRESS:
         problems.add("aws:private_egress", f"{egress!r} is not one of {', '.join(PRIVATE_EGRESS)}")
-    nat = aws.get("nat", _MISSING)
-    if _mapping(nat, "aws:nat", problems, ("image", "instance_type", "name")) is not None:
-        _named(nat.get("name", _MISSING), "aws:nat:name", problems)
-        _string(nat.get("instance_type", _MISSING), "aws:nat:instance_type", problems, _INSTANCE_TYPE,
-                "an instance type such as t3.nano")
-        image = nat.get("image", _MISSING)
-        if _mapping(image, "aws:nat:image", problems, ("name", "owner")) is not None:
-            _string(image.get("owner", _MISSING), "aws:nat:image:owner", problems, _AMI_OWNER,
-                    "an AWS account id (12 digits, quoted) or amazon, aws-marketplace, self")
-            _string(image.get("name", _MISSING), "aws:nat:image:name", problems, what="an AMI name pattern")
+    if section("aws:nat", ("image", "instance_type", "name")):
+        name("aws:nat:name")
+        text("aws:nat:instance_type", _INSTANCE_TYPE, "an instance type such as t3.nano")
+        if section("aws:nat:image", ("name", "owner")):
+            text("aws:nat:image:owner", _AMI_OWNER,
+                 "an AWS account id (12 digits, quoted) or amazon, aws-marketplace, self")
+            text("aws:nat:image:name", what="an AMI name pattern")
 
     source_cidrs = {
         "world": [WORLD],
@@ -456,7 +467,7 @@ def network(aws, check_key_file=True):
         **{role: [str(subnets[role])] if role in subnets else [] for role in ("private", "public")},
     }
     groups = _security_groups(
-        aws.get("security_groups", _MISSING), "aws:security_groups", problems, source_cidrs, egress
+        at("aws:security_groups"), "aws:security_groups", problems, source_cidrs, egress
     )
     if problems:
         raise InvalidNetwork("pillar aws", problems)
