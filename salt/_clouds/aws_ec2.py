@@ -381,6 +381,7 @@ def launch_parameters(vm_, image, extra_tags=None):
             "Name": vm_["name"],
             awsutil.CLUSTER_TAG: _cluster(vm_),
             awsutil.PROFILE_TAG: vm_.get("profile") or "",
+            **({awsutil.SALT_MASTER_TAG: "true"} if vm_.get("make_master") is True else {}),
             **(_setting("tags", vm_, default={}) or {}),
             **(extra_tags or {}),
         }

@@ -48,7 +48,8 @@ def _login_user(instance, settings, profiles):
 def addresses(provider="showcase", domain="service.consul"):
     """
     The kong gateway's public address (its elastic IP) and private address, the masters'
-    private addresses, the salt-master (the provider's ``salt_master_node``, a private host)
+    private addresses, the salt-master (the node the map made it, else the provider's
+    ``salt_master_node``: a private host)
     with the command that runs Salt on it through kong as SSH bastion, and the ``/etc/hosts``
     line that names the gateway (and the Mesos and Marathon UIs it routes by Host header).
 
@@ -85,7 +86,15 @@ def addresses(provider="showcase", domain="service.consul"):
         for name, instance in nodes.items()
         if name and name.startswith("master")
     )
-    salt_master_name = settings.get("salt_master_node", "master")
+    # The node a map made the salt-master (master0 in the ha map), else salt_master_node.
+    salt_master_name = next(
+        (
+            name
+            for name, instance in sorted(nodes.items(), key=lambda item: str(item[0]))
+            if awsutil.SALT_MASTER_TAG in awsutil.tags_to_dict(instance.get("Tags"))
+        ),
+        settings.get("salt_master_node", "master"),
+    )
     salt_master = nodes.get(salt_master_name, {})
     ret = {
         "kong_public_address": kong_public,

@@ -138,6 +138,16 @@ def test_map_creates_the_cluster_once_and_destroys_it(network, repo_root, salt_r
         "marathon.service.consul",
     }
 
+    # With deploy, the driver tags the node the map made the salt-master (master0 in the ha
+    # map); that node wins over salt_master_node.
+    ec2.create_tags(
+        Resources=[instances["slave0"]["InstanceId"]],
+        Tags=[{"Key": "salt-cloud:salt-master", "Value": "true"}],
+    )
+    salt_master = _run(repo_root, "salt-run", "cluster.addresses")["salt_master"]
+    assert salt_master["name"] == "slave0"
+    assert salt_master["address"] == instances["slave0"]["PrivateIpAddress"]
+
     ret = salt_run_cli.run("state.orchestrate", "orch.network_teardown", env=dict(os.environ))
     assert ret.returncode != 0, "the network cannot go while instances run in it"
     assert instances["kong"]["InstanceId"] in ret.stdout

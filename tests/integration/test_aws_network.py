@@ -219,14 +219,16 @@ def test_seed_layout_gives_the_private_subnet_public_ips_and_the_internet_gatewa
     _orchestrate(salt_run_cli, "orch.network_teardown")
 
 
-def _with_rule(group, rule):
-    """The security_groups override that adds ``rule`` to the default rules of ``group``."""
-    defaults = salt.utils.yaml.safe_load((REPO_ROOT / "pillar" / "aws.sls").read_text())
-    rules = defaults["aws"]["security_groups"][group]["rules"]
-    return {"security_groups": {group: {"rules": [*rules, rule]}}}
+DEFAULT_GROUPS = salt.utils.yaml.safe_load((REPO_ROOT / "pillar" / "aws.sls").read_text())[
+    "aws"
+]["security_groups"]
+# The key path of a rule added after kong_sg's default rules.
+NEW_KONG_RULE = f"aws:security_groups:kong_sg:rules:{len(DEFAULT_GROUPS['kong_sg']['rules'])}"
 
 
-KONG_RULES = "aws:security_groups:kong_sg:rules"
+def _with_kong_rule(rule):
+    """The security_groups override that adds ``rule`` after kong_sg's default rules."""
+    return {"security_groups": {"kong_sg": {"rules": [*DEFAULT_GROUPS["kong_sg"]["rules"], rule]}}}
 
 
 @pytest.mark.parametrize(
@@ -253,18 +255,18 @@ KONG_RULES = "aws:security_groups:kong_sg:rules"
             id="admin-cidr-world",
         ),
         pytest.param(
-            _with_rule("kong_sg", {"port": 22, "sources": ["world"]}),
-            f"{KONG_RULES}:4:port: unknown key (allowed: ports, protocol, protocols, sources)",
+            _with_kong_rule({"port": 22, "sources": ["world"]}),
+            f"{NEW_KONG_RULE}:port: unknown key (allowed: ports, protocol, protocols, sources)",
             id="mistyped-rule-key",
         ),
         pytest.param(
-            _with_rule("kong_sg", {"ports": "8000-70000", "sources": ["world"]}),
-            f"{KONG_RULES}:4:ports: '8000-70000' is not a range of ports from 0 to 65535",
+            _with_kong_rule({"ports": "8000-70000", "sources": ["world"]}),
+            f"{NEW_KONG_RULE}:ports: '8000-70000' is not a range of ports from 0 to 65535",
             id="port-out-of-range",
         ),
         pytest.param(
-            _with_rule("kong_sg", {"protocol": "tpc", "ports": 8443, "sources": ["world"]}),
-            f"{KONG_RULES}:4:protocol: 'tpc' is not one of tcp, udp, icmp, -1",
+            _with_kong_rule({"protocol": "tpc", "ports": 8443, "sources": ["world"]}),
+            f"{NEW_KONG_RULE}:protocol: 'tpc' is not one of tcp, udp, icmp, -1",
             id="unknown-protocol",
         ),
         pytest.param(

@@ -260,6 +260,8 @@ def test_the_salt_master_is_deployed_through_a_bastion_launched_ahead_then_adopt
     assert kong["public_ips"] == [eip["PublicIp"]], "the bastion has its elastic IP"
     assert kong["tags"]["salt-cloud:ssh-gateway-for"] == "master"
     assert kong["tags"]["salt-cloud:profile"] == "kong"
+    assert master["tags"]["salt-cloud:salt-master"] == "true"
+    assert "salt-cloud:salt-master" not in kong["tags"]
     assert bootstrapped["name"] == "master"
     assert bootstrapped["gateway"]["ssh_gateway"] == eip["PublicIp"]
     assert bootstrapped["minion"] == {"master": "127.0.0.1"}
