@@ -7,6 +7,8 @@ aws:
   zone: eu-west-1a
   cluster: showcase
   admin_cidr: ''
+  # admin_cidr 0.0.0.0/0 (SSH and the admin API open to the internet) is refused unless true.
+  allow_admin_from_anywhere: false
   tags:
     Project: showcase
   key_pair:
@@ -39,16 +41,17 @@ aws:
   # (the subnets' CIDRs).
   security_groups:
     kong_sg:
-      description: Kong gateway (public subnet), SSH bastion and salt-master
+      description: Kong gateway (public subnet) and SSH bastion
       rules:
         - {ports: 8000, sources: [world]}
         - {ports: 22, sources: [admin]}
         - {ports: 8001, sources: [private, admin]}
-        - {ports: 4505-4506, sources: [private, public]}
     master_sg:
-      description: Mesos/Marathon/Consul/vulcand masters (private subnet)
+      description: Mesos/Marathon/Consul/vulcand masters and the salt-master (private subnet)
       rules:
         - {ports: 22, sources: [kong_sg]}
+        # The salt-master (on master / master0): only the cluster's own minions reach it.
+        - {ports: 4505-4506, sources: [self, kong_sg, slave_sg]}
         - {ports: 2181, sources: [private]}
         # ZooKeeper quorum and leader election between the masters of the ha map.
         - {ports: 2888, sources: [private]}

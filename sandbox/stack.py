@@ -100,7 +100,7 @@ class Stack:
     def _image_catalogue(self):
         """moto's AMIs: one per image alias of the cloud providers, found by its owner + name.
 
-        AWS has the CentOS and Rocky images the providers look up; a fresh moto has not.
+        AWS has the Debian images the providers look up; a fresh moto has not.
         """
         images = []
         for path in sorted((self.repo_root / "cloud.providers.d").glob("*.conf")):

@@ -4,7 +4,8 @@ Admin API: services, routes, upstreams, targets, plugins (key-auth, basic-auth,
 rate-limiting), consumers and their key-auth / basic-auth credentials, top level and nested;
 PUT upserts by endpoint key or id, PATCH, DELETE 204, schema / unique / foreign-key errors
 with Kong's codes and bodies, tags filters, pagination, ``url`` shorthand, JSON and form
-bodies, ``/`` and ``/status``.
+bodies, ``/`` and ``/status``. Kong's other entity collections (certificates, snis, vaults,
+keys, the credentials of other plugins...) list empty, so decK can read a whole configuration.
 
 Proxy: a second listener that matches requests to routes (hosts, including wildcards; paths,
 plain or ``~`` regex; methods), runs key-auth and basic-auth, and forwards to the route's
@@ -310,6 +311,15 @@ CASCADES = {
     "upstreams": ("targets",),
 }
 BLOCKING_REFERENCES = {"services": ("routes",)}
+# The rest of Kong 3.x's entity collections (open source edition, bundled plugins' credentials
+# included): nothing here manages them, so they are listed, always empty and paginated like
+# the others, for tools that read a whole configuration (decK's ping, dump, diff and sync);
+# writing to them is refused rather than faked.
+UNSTORED_COLLECTIONS = (
+    "acls", "ca_certificates", "certificates", "filter-chains", "hmac-auths", "jwts", "key-sets",
+    "keys", "oauth2", "oauth2_tokens", "snis", "vaults",
+)
+UNSTORED_CONSUMER_COLLECTIONS = ("acls", "hmac-auth", "jwt", "oauth2")
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -609,18 +619,21 @@ class KongSimulator(Simulator):
     def targets_all(self, request, parent_key):
         return self.list_entities(request, "targets", parent="upstreams", parent_key=parent_key)
 
-    @route("GET", r"/(?P<collection>[a-z-]+)")
-    @route("GET", r"/(?P<parent>[a-z-]+)/(?P<parent_key>[^/]+)/(?P<collection>[a-z-]+)")
+    @route("GET", r"/(?P<collection>[a-z0-9_-]+)")
+    @route("GET", r"/(?P<parent>[a-z0-9_-]+)/(?P<parent_key>[^/]+)/(?P<collection>[a-z0-9_-]+)")
     def list_entities(self, request, collection, parent=None, parent_key=None):
+        if self._unstored(collection, parent, parent_key):
+            return self._json(self._page(request, [], request.path))
         scope = self._scope(collection, parent, parent_key)
         with self._lock:
             rows = [entity for entity in self._data[scope.schema.name].values()
                     if scope.contains(entity)]
         return self._json(self._page(request, rows, request.path))
 
-    @route("POST", r"/(?P<collection>[a-z-]+)")
-    @route("POST", r"/(?P<parent>[a-z-]+)/(?P<parent_key>[^/]+)/(?P<collection>[a-z-]+)")
+    @route("POST", r"/(?P<collection>[a-z0-9_-]+)")
+    @route("POST", r"/(?P<parent>[a-z0-9_-]+)/(?P<parent_key>[^/]+)/(?P<collection>[a-z0-9_-]+)")
     def create_entity(self, request, collection, parent=None, parent_key=None):
+        self._refuse_unstored(collection, parent, parent_key)
         body, from_form = _decode_body(request)
         scope = self._scope(collection, parent, parent_key)
         with self._lock:
@@ -628,8 +641,8 @@ class KongSimulator(Simulator):
             self._store(scope.schema, entity)
         return self._json(entity, 201)
 
-    @route("GET", r"/(?P<collection>[a-z-]+)/(?P<key>[^/]+)")
-    @route("GET", r"/(?P<parent>[a-z-]+)/(?P<parent_key>[^/]+)/(?P<collection>[a-z-]+)/(?P<key>[^/]+)")
+    @route("GET", r"/(?P<collection>[a-z0-9_-]+)/(?P<key>[^/]+)")
+    @route("GET", r"/(?P<parent>[a-z0-9_-]+)/(?P<parent_key>[^/]+)/(?P<collection>[a-z0-9_-]+)/(?P<key>[^/]+)")
     def get_entity(self, request, collection, key, parent=None, parent_key=None):
         scope = self._scope(collection, parent, parent_key)
         with self._lock:
@@ -638,9 +651,10 @@ class KongSimulator(Simulator):
                 raise _message(404, "Not found")
             return self._json(entity)
 
-    @route("PUT", r"/(?P<collection>[a-z-]+)/(?P<key>[^/]+)")
-    @route("PUT", r"/(?P<parent>[a-z-]+)/(?P<parent_key>[^/]+)/(?P<collection>[a-z-]+)/(?P<key>[^/]+)")
+    @route("PUT", r"/(?P<collection>[a-z0-9_-]+)/(?P<key>[^/]+)")
+    @route("PUT", r"/(?P<parent>[a-z0-9_-]+)/(?P<parent_key>[^/]+)/(?P<collection>[a-z0-9_-]+)/(?P<key>[^/]+)")
     def put_entity(self, request, collection, key, parent=None, parent_key=None):
+        self._refuse_unstored(collection, parent, parent_key)
         body, from_form = _decode_body(request)
         scope = self._scope(collection, parent, parent_key)
         schema = scope.schema
@@ -658,9 +672,10 @@ class KongSimulator(Simulator):
             self._store(schema, entity)
         return self._json(entity)
 
-    @route("PATCH", r"/(?P<collection>[a-z-]+)/(?P<key>[^/]+)")
-    @route("PATCH", r"/(?P<parent>[a-z-]+)/(?P<parent_key>[^/]+)/(?P<collection>[a-z-]+)/(?P<key>[^/]+)")
+    @route("PATCH", r"/(?P<collection>[a-z0-9_-]+)/(?P<key>[^/]+)")
+    @route("PATCH", r"/(?P<parent>[a-z0-9_-]+)/(?P<parent_key>[^/]+)/(?P<collection>[a-z0-9_-]+)/(?P<key>[^/]+)")
     def patch_entity(self, request, collection, key, parent=None, parent_key=None):
+        self._refuse_unstored(collection, parent, parent_key)
         body, from_form = _decode_body(request)
         scope = self._scope(collection, parent, parent_key)
         with self._lock:
@@ -672,8 +687,8 @@ class KongSimulator(Simulator):
             self._store(scope.schema, entity)
         return self._json(entity)
 
-    @route("DELETE", r"/(?P<collection>[a-z-]+)/(?P<key>[^/]+)")
-    @route("DELETE", r"/(?P<parent>[a-z-]+)/(?P<parent_key>[^/]+)/(?P<collection>[a-z-]+)/(?P<key>[^/]+)")
+    @route("DELETE", r"/(?P<collection>[a-z0-9_-]+)/(?P<key>[^/]+)")
+    @route("DELETE", r"/(?P<parent>[a-z0-9_-]+)/(?P<parent_key>[^/]+)/(?P<collection>[a-z0-9_-]+)/(?P<key>[^/]+)")
     def delete_entity(self, request, collection, key, parent=None, parent_key=None):
         scope = self._scope(collection, parent, parent_key)
         with self._lock:
@@ -683,6 +698,21 @@ class KongSimulator(Simulator):
         return empty_response(204)
 
     # -- CRUD machinery ----------------------------------------------------------------------
+
+    def _unstored(self, segment, parent, parent_key):
+        """Whether the URL names one of the collections listed empty (404 for a missing parent)."""
+        if parent is None:
+            return segment in UNSTORED_COLLECTIONS
+        if parent != "consumers" or segment not in UNSTORED_CONSUMER_COLLECTIONS:
+            return False
+        with self._lock:
+            if _Scope(self, SCHEMAS["consumers"]).find(parent_key) is None:
+                raise _message(404, "Not found")
+        return True
+
+    def _refuse_unstored(self, segment, parent, parent_key):
+        if self._unstored(segment, parent, parent_key):
+            raise _message(405, f"The Kong simulator lists {segment} (always empty) but stores none")
 
     def _scope(self, segment, parent=None, parent_key=None):
         """Which collection a URL names, restricted to a parent for nested URLs."""

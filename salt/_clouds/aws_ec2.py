@@ -15,15 +15,20 @@ Provider configuration (``cloud.providers.d/aws.conf``):
       keyname: showcase          # the imported key pair
       ssh_keyfile: ~/.ssh/showcase
       images:                    # image aliases: newest AMI matching owner + name
-        centos7: {owner: '125523088429', name: 'CentOS-7-*x86_64*', ssh_username: centos}
-        el9: {owner: '792107900819', name: 'Rocky-9-EC2-Base-9.*x86_64', ssh_username: rocky}
+        debian12: {owner: '136693071363', name: 'debian-12-amd64-*', ssh_username: admin}
 
 Profile (or map) settings: ``image`` (an alias above or an ``ami-`` id), ``size``,
 ``subnet``, ``security_groups``, ``eip`` (an elastic IP's Name tag), ``root_volume_size``
 (GiB), ``userdata``, ``ssh_interface`` (``public_ips``/``private_ips``),
 ``ssh_gateway_node`` (reach the host through that node's public address: the bastion for
-private subnets), ``salt_master_node`` (minions' ``master`` is that node's private address
-unless ``minion: master`` is set), and everything salt-cloud's bootstrap understands.
+private subnets), ``ssh_gateway_profile`` (the profile that node is created from),
+``salt_master_node`` (minions' ``master`` is that node's private address unless
+``minion: master`` is set), and everything salt-cloud's bootstrap understands.
+
+A map creates its ``make_master`` node before every other. When that salt-master is a
+private host reached through a bastion that does not exist yet, the bastion's instance is
+launched first from ``ssh_gateway_profile`` (without Salt), and the map's create of the
+bastion then deploys that very instance rather than launching a second one.
 
 Every failure after the instance was launched terminates it again, so a failed create
 leaves nothing behind; if even that fails the error names the instance left over.
@@ -49,7 +54,9 @@ __virtualname__ = "aws_ec2"
 # States in which an instance still exists under its name (terminated ones linger in
 # describe results for an hour).
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
-PROFILE_TAG = "salt-cloud:profile"
+# Marks an SSH gateway launched, not yet deployed, ahead of the salt-master it leads to; the
+# map's own create of that node adopts it (and drops the tag) instead of launching another.
+GATEWAY_TAG = "salt-cloud:ssh-gateway-for"
 # Root volume size (GiB) when neither the profile nor the image says.
 DEFAULT_ROOT_SIZE = 10
 
@@ -360,7 +367,7 @@ def _image_root_size(image):
     return DEFAULT_ROOT_SIZE
 
 
-def launch_parameters(vm_, image):
+def launch_parameters(vm_, image, extra_tags=None):
     """The ``run_instances`` arguments for ``vm_`` (network objects resolved by name)."""
     subnet_name = _setting("subnet", vm_)
     if not subnet_name:
@@ -373,8 +380,10 @@ def launch_parameters(vm_, image):
         {
             "Name": vm_["name"],
             awsutil.CLUSTER_TAG: _cluster(vm_),
-            PROFILE_TAG: vm_.get("profile") or "",
+            awsutil.PROFILE_TAG: vm_.get("profile") or "",
+            **({awsutil.SALT_MASTER_TAG: "true"} if vm_.get("make_master") is True else {}),
             **(_setting("tags", vm_, default={}) or {}),
+            **(extra_tags or {}),
         }
     )
     root_device = image.get("RootDeviceName", "/dev/sda1")
@@ -471,6 +480,8 @@ def _associate_address(vm_, instance_id):
     if not eip_name:
         return None
     address = _find_tagged("address", eip_name, vm_)
+    if address.get("InstanceId") == instance_id:  # an adopted gateway has it already
+        return address["PublicIp"]
     _call(
         "associate_address",
         vm_,
@@ -503,16 +514,60 @@ def _deploys(vm_):
     return config.get_cloud_config_value("deploy", vm_, __opts__, default=True) is not False
 
 
-def _launch(vm_):
-    """Launch, wait for running, attach the EIP; on any failure terminate what was made."""
+def _gateway_to_launch_first(vm_):
+    """
+    The bastion ``vm_`` needs for its deploy, as a VM to launch now, when ``vm_`` is the map's
+    salt-master (created before every other node) and the bastion does not exist yet.
+    """
+    gateway_node = _setting("ssh_gateway_node", vm_)
+    if (
+        not gateway_node
+        or vm_.get("make_master") is not True
+        or _setting("ssh_interface", vm_, default="public_ips") != "private_ips"
+        or _instances(gateway_node, vm_)
+    ):
+        return None
+    profile = _setting("ssh_gateway_profile", vm_)
+    if profile not in __opts__["profiles"]:
+        raise SaltCloudConfigError(
+            f"{vm_['name']} is deployed through {gateway_node}, which does not exist yet: "
+            "set ssh_gateway_profile to the profile it is created from"
+        )
+    return {"name": gateway_node, "profile": profile, "driver": vm_["driver"], "deploy": False}
+
+
+def _adoptable(vm_):
+    """The instance launched ahead as the SSH gateway named like ``vm_``, if there is one."""
+    for instance in _instances(vm_["name"], vm_):
+        if GATEWAY_TAG in awsutil.tags_to_dict(instance.get("Tags")):
+            instance_id = instance["InstanceId"]
+            _call("delete_tags", vm_, Resources=[instance_id], Tags=[{"Key": GATEWAY_TAG}])
+            log.info("Deploying %s on %s, launched ahead as SSH gateway", vm_["name"], instance_id)
+            return instance_id
+    return None
+
+
+def _launch(vm_, extra_tags=None):
+    """
+    Launch (or adopt the gateway launched ahead), wait for running, attach the EIP; on any
+    failure terminate what was made, the gateway launched ahead for it included.
+    """
     image, ssh_username = resolve_image(vm_)
-    params = launch_parameters(vm_, image)
+    params = launch_parameters(vm_, image, extra_tags)
     deploy = _deploys(vm_)
     if deploy:
         ssh_key_file(vm_)  # before launching: a missing key must not cost an instance
-    instance_id = _call("run_instances", vm_, **params)["Instances"][0]["InstanceId"]
-    log.info("Launched %s as %s", vm_["name"], instance_id)
+    launched = []
+    gateway_vm = _gateway_to_launch_first(vm_) if deploy else None
+    if gateway_vm is not None:
+        launched.append(_launch(gateway_vm, {GATEWAY_TAG: vm_["name"]})["InstanceId"])
+        log.info("Launched the SSH gateway %s ahead of %s", gateway_vm["name"], vm_["name"])
     try:
+        instance_id = _adoptable(vm_)
+        if instance_id is None:
+            instance_id = _call("run_instances", vm_, **params)["Instances"][0]["InstanceId"]
+            log.info("Launched %s as %s", vm_["name"], instance_id)
+        launched.append(instance_id)
         awsutil.wait(_ec2(vm_), "instance_running", InstanceIds=[instance_id])
         _associate_address(vm_, instance_id)
         instance = _call("describe_instances", vm_, InstanceIds=[instance_id])
@@ -521,15 +576,19 @@ def _launch(vm_):
             deploy_settings(vm_, instance, ssh_username)
         return instance
     except (SaltCloudException, awsutil.AwsError) as err:
+        if not launched:
+            raise
+        instances = f"instance{'s' if len(launched) > 1 else ''} {', '.join(launched)}"
         try:
-            _terminate(instance_id, vm_)
+            for launched_id in launched:
+                _terminate(launched_id, vm_)
         except SaltCloudException as cleanup_err:
             raise SaltCloudSystemExit(
-                f"Creating {vm_['name']} failed ({err}) and terminating its instance "
-                f"{instance_id} failed too ({cleanup_err}): it is left over"
+                f"Creating {vm_['name']} failed ({err}) and terminating its {instances} "
+                f"failed too ({cleanup_err}): left over"
             ) from err
         raise SaltCloudSystemExit(
-            f"Creating {vm_['name']} failed, instance {instance_id} terminated: {err}"
+            f"Creating {vm_['name']} failed, {instances} terminated: {err}"
         ) from err
 
 

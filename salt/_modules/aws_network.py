@@ -11,9 +11,9 @@ eu-west-1). ``AWS_ENDPOINT_URL`` is honoured (see ``awsutil``).
 :depends: boto3
 """
 
-import ipaddress
 import os
 
+import awsnetworkutil
 import awsutil
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -556,15 +556,11 @@ def read_public_key(public_key_path):
 
         salt-call aws_network.read_public_key ~/.ssh/showcase.pub
     """
-    path = os.path.expanduser(public_key_path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            key = handle.read().strip()
-    except OSError as err:
-        raise CommandExecutionError(f"Cannot read the public key file {path}: {err}") from err
-    if not key.startswith(("ssh-", "ecdsa-")):
-        raise CommandExecutionError(f"{path} does not hold an OpenSSH public key")
-    return key
+    problem = awsnetworkutil.public_key_problem(public_key_path)
+    if problem:
+        raise CommandExecutionError(problem[0].upper() + problem[1:])
+    with open(os.path.expanduser(public_key_path), encoding="utf-8") as handle:
+        return handle.read().strip()
 
 
 def import_key_pair(name, public_key, cluster="showcase", tags=None, profile=None, region=None):
@@ -586,35 +582,27 @@ def import_key_pair(name, public_key, cluster="showcase", tags=None, profile=Non
     )
 
 
-def check_cidrs(vpc_cidr, subnet_cidrs):
+def validate_network(aws):
     """
-    Validate the network plan before anything is created: every subnet inside the VPC and
-    no two subnets overlapping. Returns the list of problems (empty when the plan is sound).
+    Pillar ``aws`` checked before anything is created (``orch.network`` calls this first):
+    every key, type, CIDR, rule, the admin CIDR, the public key file, and the availability
+    zone against the region's (one read). Returns it normalised (see
+    ``awsnetworkutil.network``); raises one error listing every problem by key path.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call aws_network.check_cidrs 10.0.0.0/16 '{"public": "10.0.5.0/24"}'
+        salt-call aws_network.validate_network "$(salt-call --out=json pillar.get aws)"
     """
+    plan = awsnetworkutil.network(aws)
     try:
-        vpc = ipaddress.ip_network(vpc_cidr)
-        subnets = {name: ipaddress.ip_network(cidr) for name, cidr in subnet_cidrs.items()}
-    except ValueError as err:
-        return [f"invalid CIDR: {err}"]
-    problems = [
-        f"subnet {name} {cidr} is outside the VPC {vpc}"
-        for name, cidr in sorted(subnets.items())
-        if not cidr.subnet_of(vpc)
-    ]
-    names = sorted(subnets)
-    problems.extend(
-        f"subnets {first} {subnets[first]} and {second} {subnets[second]} overlap"
-        for index, first in enumerate(names)
-        for second in names[index + 1 :]
-        if subnets[first].overlaps(subnets[second])
-    )
-    return problems
+        check_zone(plan["zone"], profile=plan["profile"], region=plan["region"])
+    except awsutil.AwsError:
+        raise
+    except CommandExecutionError as err:
+        raise awsnetworkutil.InvalidNetwork("pillar aws", [f"aws:zone: {err}"]) from err
+    return plan
 
 
 def check_zone(zone, profile=None, region=None):
@@ -720,8 +708,8 @@ def teardown(cluster="showcase", profile=None, region=None):
     Delete every network resource of the cluster in dependency order: the NAT instance and
     NAT gateways (waiting until gone), elastic IPs (disassociated first), orphaned network
     interfaces, security group rules referring to other groups, security groups, route
-    tables, subnets, internet gateways (detached first), VPCs, key pairs. Refuses while instances run in the VPC:
-    destroy them first (``salt-cloud -m cloud.maps.d/default.map -d``).
+    tables, subnets, internet gateways (detached first), VPCs, key pairs. Refuses while
+    instances run in the VPC: destroy them first (``salt-cloud -m cloud.maps.d/default.map -d``).
 
     Returns ``{kind: [deleted id, ...]}``.
 

@@ -19,6 +19,7 @@ Common arguments: ``cluster`` (the cluster tag, default ``showcase``), ``profile
         - cidr_block: 10.0.0.0/16
 """
 
+import awsnetworkutil
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "aws_network"
@@ -32,8 +33,19 @@ def __virtual__():
     return __virtualname__
 
 
-class _MissingDependency(Exception):
-    """A resource this one needs does not exist yet (only possible in test mode)."""
+class _ToBeCreated(dict):
+    """
+    In test mode, a resource this one needs that an earlier state would create: every id
+    read from it is a placeholder naming it, so the plan (and its report) goes on as if it
+    existed, and ``test=True`` predicts each creation in full.
+    """
+
+    def __init__(self, kind, name):
+        super().__init__()
+        self.placeholder = f"<{kind} {name}>"
+
+    def __missing__(self, key):
+        return self.placeholder
 
 
 def _conn(cluster, profile, region):
@@ -49,7 +61,7 @@ def _require(kind, name, conn):
     found = _find(kind, name, conn)
     if found is None:
         if __opts__["test"]:
-            raise _MissingDependency(f"{kind} {name} does not exist yet")
+            return _ToBeCreated(kind, name)
         raise CommandExecutionError(f"The {kind.replace('_', ' ')} {name!r} does not exist")
     return found
 
@@ -67,15 +79,7 @@ def _converge(name, what, plan):
         "comment": f"{what} is in the correct state",
     }
     try:
-        try:
-            changes, apply = plan()
-        except _MissingDependency as missing:
-            ret.update(
-                result=None,
-                changes={"old": None, "new": name},
-                comment=f"{what} would be created ({missing})",
-            )
-            return ret
+        changes, apply = plan()
         if not changes:
             return ret
         verb = "created" if changes.get("old", True) is None else "updated"
@@ -390,29 +394,18 @@ def route_table_present(
     return _converge(name, f"Route table {name}", plan)
 
 
-def _port_range(ports):
-    """``22`` / ``"22"`` / ``"10000-11000"`` / ``None`` (all) -> ``(from, to)``."""
-    if ports is None:
-        return ANY_PORT, ANY_PORT
-    text = str(ports)
-    low, _, high = text.partition("-")
-    try:
-        return int(low), int(high or low)
-    except ValueError as err:
-        raise SaltInvocationError(f"Invalid port range {ports!r}") from err
-
-
 def _desired_rules(rules, own_group_id, conn):
     """
-    Flatten the SLS rules into ``(protocol, from, to, source)`` tuples; sources are CIDRs or
-    security group names (``self`` for the group itself), resolved to ids. Returns the rules
-    and the group names by id, for the report.
+    Flatten normalised rules (``awsnetworkutil.rules``) into ``(protocol, from, to, source)``
+    tuples; sources are CIDRs or security group names (``self`` for the group itself),
+    resolved to ids. Returns the rules and the group names by id, for the report.
     """
     flat, names = set(), {}
     for rule in rules:
-        protocols = rule.get("protocols") or [rule.get("protocol", "tcp")]
-        from_port, to_port = _port_range(rule.get("ports"))
-        for source in rule.get("sources", []):
+        from_port, to_port = (
+            awsnetworkutil.port_range(rule["ports"]) if "ports" in rule else (ANY_PORT, ANY_PORT)
+        )
+        for source in rule["sources"]:
             if "/" in source:
                 source_id = source
             elif source == "self":
@@ -420,8 +413,8 @@ def _desired_rules(rules, own_group_id, conn):
             else:
                 source_id = _require("security_group", source, conn)["GroupId"]
                 names[source_id] = source
-            for protocol in protocols:
-                flat.add((str(protocol), from_port, to_port, source_id))
+            for protocol in rule["protocols"]:
+                flat.add((protocol, from_port, to_port, source_id))
     return flat, names
 
 
@@ -436,7 +429,7 @@ def security_group_present(
     name,
     vpc,
     description,
-    rules=(),
+    rules=None,
     cluster="showcase",
     tags=None,
     profile=None,
@@ -445,7 +438,9 @@ def security_group_present(
     """
     A security group named and tagged ``name`` in the VPC tagged ``vpc`` whose ingress rules
     are exactly ``rules`` (rules not listed are revoked). Egress stays AWS's default (all
-    open), as in the seed.
+    open), as in the seed. ``rules`` are checked before anything is read or written (see
+    ``awsnetworkutil.rules``): an unknown key, a tcp/udp rule without ports or a bad CIDR
+    fails the state, naming the rule.
 
     .. code-block:: yaml
 
@@ -457,10 +452,11 @@ def security_group_present(
     conn = _conn(cluster, profile, region)
 
     def plan():
+        checked = awsnetworkutil.rules([] if rules is None else rules)
         vpc_id = _require("vpc", vpc, conn)["VpcId"]
         current = _find("security_group", name, conn)
         group_id = current["GroupId"] if current else "self"
-        wanted, names = _desired_rules(rules, group_id, conn)
+        wanted, names = _desired_rules(checked, group_id, conn)
         present = (
             {tuple(rule) for rule in __salt__["aws_network.ingress_rules"](current)}
             if current

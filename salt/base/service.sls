@@ -2,21 +2,15 @@
 # vim: ft=sls
 {%- from tpldir ~ "/map.jinja" import base with context %}
 
+include:
+  - {{ tpldir }}.install
+{#- '' where the host's clock is not the node's to set (containers). #}
+{%- if base.time_service %}
+
 Base time is synchronised:
   service.running:
     - name: {{ base.time_service }}
     - enable: True
-
-{%- if base.firewall.enabled %}
-
-Base host firewall is running:
-  service.running:
-    - name: {{ base.firewall.service }}
-    - enable: True
-{%- else %}
-
-Base host firewall is off (security groups filter):
-  service.dead:
-    - name: {{ base.firewall.service }}
-    - enable: False
+    - require:
+      - pkg: Base packages are installed
 {%- endif %}

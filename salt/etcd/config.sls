@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 {%- from tpldir ~ "/map.jinja" import etcd with context %}
+{%- from "platform/libmap.jinja" import unit_reloaded with context %}
 
 include:
   - {{ tpldir }}.install
@@ -15,7 +16,7 @@ etcd is configured:
     - group: {{ etcd.lookup.group }}
     - mode: '0640'
     - require:
-      - user: etcd user exists
+      - pkg: etcd is installed
 
 etcd unit is installed:
   file.managed:
@@ -24,7 +25,8 @@ etcd unit is installed:
     - template: jinja
     - mode: '0644'
     - context:
-        binary: {{ etcd.lookup.binary_dir }}/etcd
+        binary: {{ etcd.lookup.binary }}
         config_file: {{ etcd.lookup.config_file }}
         user: {{ etcd.lookup.user }}
         group: {{ etcd.lookup.group }}
+{{ unit_reloaded('etcd') }}

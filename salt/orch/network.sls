@@ -1,20 +1,12 @@
 {#- The cluster's AWS network from pillar `aws` (pillar/aws.sls, pillar.example):
     salt-run state.orchestrate orch.network [test=True]
-    Runs on the master, through boto3; instances come afterwards from salt-cloud. #}
-{%- set aws = salt['pillar.get']('aws') %}
+    Runs on the master, through boto3; instances come afterwards from salt-cloud.
+    The whole pillar is checked first (aws_network.validate_network): one invalid key stops
+    the render with every problem named by its key path, before any state reads or creates
+    anything, in test mode alike. #}
+{%- set aws = salt['aws_network.validate_network'](salt['pillar.get']('aws')) %}
 {%- set public = aws.subnets.public %}
 {%- set private = aws.subnets.private %}
-{%- set problems = salt['aws_network.check_cidrs'](aws.vpc.cidr,
-                                                  {'public': public.cidr, 'private': private.cidr}) %}
-{%- if problems %}
-{{ raise('pillar aws: ' ~ problems | join('; ')) }}
-{%- endif %}
-{%- if aws.private_egress not in ('nat_gateway', 'nat_instance', 'seed', 'none') %}
-{{ raise('pillar aws:private_egress must be nat_gateway, nat_instance, seed or none, not '
-         ~ aws.private_egress) }}
-{%- endif %}
-{%- set sources = {'world': ['0.0.0.0/0'], 'admin': [aws.admin_cidr] if aws.admin_cidr else [],
-                   'public': [public.cidr], 'private': [private.cidr]} %}
 {%- macro connection() %}
     - cluster: {{ aws.cluster }}
     - profile: {{ aws.profile | json }}
@@ -123,31 +115,21 @@ aws-network-route-table-{{ role }}:
       - aws_network: aws-network-internet-gateway
 {%- endfor %}
 
-{#- kong_sg first: the private groups refer to it (SSH through the bastion). #}
-{%- for group in ['kong_sg'] + (aws.security_groups | list | reject('equalto', 'kong_sg') | sort) %}
-{%- set rules = [] %}
-{%- for rule in aws.security_groups[group].rules %}
-{%-   set resolved = [] %}
-{%-   for source in rule.sources %}
-{%-     do resolved.extend(sources.get(source, [source])) %}
-{%-   endfor %}
-{%-   if resolved %}
-{%-     do rules.append(dict(rule, sources=resolved)) %}
-{%-   endif %}
-{%- endfor %}
+{#- In the order validate_network gives: each group after the groups its rules name. #}
+{%- for group in aws.groups %}
 
-aws-network-security-group-{{ group }}:
+aws-network-security-group-{{ group.name }}:
   aws_network.security_group_present:
-    - name: {{ group }}
+    - name: {{ group.name }}
     - vpc: {{ aws.vpc.name }}
-    - description: {{ aws.security_groups[group].description | json }}
-    - rules: {{ rules | json }}
+    - description: {{ group.description | json }}
+    - rules: {{ group.rules | json }}
     {{- connection() }}
     - require:
       - aws_network: aws-network-vpc
-{%- if group != 'kong_sg' %}
-      - aws_network: aws-network-security-group-kong_sg
-{%- endif %}
+{%- for required in group.requires %}
+      - aws_network: aws-network-security-group-{{ required }}
+{%- endfor %}
 {%- endfor %}
 
 aws-network-key-pair:

@@ -104,7 +104,8 @@ def test_map_creates_the_cluster_once_and_destroys_it(network, repo_root, salt_r
     for name in ("master", "slave0", "slave1", "slave2"):
         assert "PublicIpAddress" not in instances[name], f"{name} must have no public address"
     image = ec2.describe_images(ImageIds=[instances["kong"]["ImageId"]])["Images"][0]
-    assert image["Name"].startswith("CentOS-7")
+    assert image["Name"].startswith("debian-12-amd64-")
+    assert image["OwnerId"] == "136693071363"
     assert {i["KeyName"] for i in instances.values()} == {"showcase"}
     volume = instances["kong"]["BlockDeviceMappings"][0]["Ebs"]
     assert volume["DeleteOnTermination"] is True
@@ -128,9 +129,24 @@ def test_map_creates_the_cluster_once_and_destroys_it(network, repo_root, salt_r
         "kong_public_address": eip["PublicIp"],
         "kong_private_address": instances["kong"]["PrivateIpAddress"],
         "master_addresses": {"master": instances["master"]["PrivateIpAddress"]},
+        "salt_master": {
+            "name": "master",
+            "address": instances["master"]["PrivateIpAddress"],
+            "ssh": f"ssh -J admin@{eip['PublicIp']} admin@{instances['master']['PrivateIpAddress']}",
+        },
         "etc_hosts": f"{eip['PublicIp']}  kong.service.consul mesos.service.consul "
         "marathon.service.consul",
     }
+
+    # With deploy, the driver tags the node the map made the salt-master (master0 in the ha
+    # map); that node wins over salt_master_node.
+    ec2.create_tags(
+        Resources=[instances["slave0"]["InstanceId"]],
+        Tags=[{"Key": "salt-cloud:salt-master", "Value": "true"}],
+    )
+    salt_master = _run(repo_root, "salt-run", "cluster.addresses")["salt_master"]
+    assert salt_master["name"] == "slave0"
+    assert salt_master["address"] == instances["slave0"]["PrivateIpAddress"]
 
     ret = salt_run_cli.run("state.orchestrate", "orch.network_teardown", env=dict(os.environ))
     assert ret.returncode != 0, "the network cannot go while instances run in it"

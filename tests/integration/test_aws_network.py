@@ -5,10 +5,14 @@ in test mode, and `orch.network_teardown` leaves the account empty.
 """
 
 import os
+import pathlib
 
 import pytest
+import salt.utils.yaml
 
 from tests.fixtures.moto import ADMIN_CIDR
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
@@ -93,9 +97,9 @@ def _udp(port, *sources):
 EXPECTED_INGRESS = {
     "kong_sg": _tcp(8000, "0.0.0.0/0")
     | _tcp(22, ADMIN_CIDR)
-    | _tcp(8001, PRIVATE, ADMIN_CIDR)
-    | _tcp(4505, PRIVATE, PUBLIC, high=4506),
+    | _tcp(8001, PRIVATE, ADMIN_CIDR),
     "master_sg": _tcp(22, "kong_sg")
+    | _tcp(4505, "master_sg", "kong_sg", "slave_sg", high=4506)
     | _tcp(2181, PRIVATE)
     | _tcp(2888, PRIVATE)
     | _tcp(3888, PRIVATE)
@@ -168,7 +172,12 @@ def test_network_orchestration_builds_converges_and_tears_down(
         if g["GroupName"] != "default"
     }
     names = {g["GroupId"]: name for name, g in groups.items()}
-    assert {name: _ingress(g, names) for name, g in groups.items()} == EXPECTED_INGRESS
+    ingress = {name: _ingress(g, names) for name, g in groups.items()}
+    assert ingress == EXPECTED_INGRESS
+    salt_master_sources = {
+        source for rules in ingress.values() for _, low, _, source in rules if low == 4505
+    }
+    assert salt_master_sources == {"master_sg", "kong_sg", "slave_sg"}, "no CIDR reaches Salt"
 
     addresses = _by_name(ec2.describe_addresses()["Addresses"])
     assert sorted(addresses) == ["showcase-kong", "showcase-nat"]
@@ -210,44 +219,91 @@ def test_seed_layout_gives_the_private_subnet_public_ips_and_the_internet_gatewa
     _orchestrate(salt_run_cli, "orch.network_teardown")
 
 
+DEFAULT_GROUPS = salt.utils.yaml.safe_load((REPO_ROOT / "pillar" / "aws.sls").read_text())[
+    "aws"
+]["security_groups"]
+# The key path of a rule added after kong_sg's default rules.
+NEW_KONG_RULE = f"aws:security_groups:kong_sg:rules:{len(DEFAULT_GROUPS['kong_sg']['rules'])}"
+
+
+def _with_kong_rule(rule):
+    """The security_groups override that adds ``rule`` after kong_sg's default rules."""
+    return {"security_groups": {"kong_sg": {"rules": [*DEFAULT_GROUPS["kong_sg"]["rules"], rule]}}}
+
+
 @pytest.mark.parametrize(
-    "overrides,message",
+    "overrides,problem",
     [
-        ({"subnets": {"private": {"cidr": "10.0.5.128/25"}}}, "overlap"),
-        ({"subnets": {"public": {"cidr": "10.1.5.0/24"}}}, "outside the VPC"),
+        pytest.param(
+            {"subnets": {"private": {"cidr": "10.0.5.128/25"}}},
+            "aws:subnets:public:cidr: 10.0.5.0/24 overlaps aws:subnets:private:cidr 10.0.5.128/25",
+            id="overlapping-subnets",
+        ),
+        pytest.param(
+            {"subnets": {"public": {"cidr": "10.1.5.0/24"}}},
+            "aws:subnets:public:cidr: 10.1.5.0/24 is outside the VPC 10.0.0.0/16 (aws:vpc:cidr)",
+            id="subnet-outside-the-vpc",
+        ),
+        pytest.param(
+            {"admin_cidr": "kong_sg"},
+            "aws:admin_cidr: 'kong_sg' is not an IPv4 CIDR such as 10.0.0.0/16",
+            id="admin-cidr-that-names-a-group",
+        ),
+        pytest.param(
+            {"admin_cidr": "0.0.0.0/0"},
+            "aws:admin_cidr: 0.0.0.0/0 opens SSH and the Kong admin API to the whole internet",
+            id="admin-cidr-world",
+        ),
+        pytest.param(
+            _with_kong_rule({"port": 22, "sources": ["world"]}),
+            f"{NEW_KONG_RULE}:port: unknown key (allowed: ports, protocol, protocols, sources)",
+            id="mistyped-rule-key",
+        ),
+        pytest.param(
+            _with_kong_rule({"ports": "8000-70000", "sources": ["world"]}),
+            f"{NEW_KONG_RULE}:ports: '8000-70000' is not a range of ports from 0 to 65535",
+            id="port-out-of-range",
+        ),
+        pytest.param(
+            _with_kong_rule({"protocol": "tpc", "ports": 8443, "sources": ["world"]}),
+            f"{NEW_KONG_RULE}:protocol: 'tpc' is not one of tcp, udp, icmp, -1",
+            id="unknown-protocol",
+        ),
+        pytest.param(
+            {"key_pair": {"public_key_path": "/nonexistent/showcase.pub"}},
+            "aws:key_pair:public_key_path: cannot read the public key file "
+            "/nonexistent/showcase.pub",
+            id="unreadable-key-file",
+        ),
+        pytest.param(
+            {"zone": "eu-west-1z"},
+            "aws:zone: Availability zone 'eu-west-1z' is not available in region eu-west-1; "
+            "available: eu-west-1a",
+            id="zone-outside-the-region",
+        ),
     ],
 )
-def test_bad_cidrs_are_refused_before_anything_is_created(
-    aws_env, aws_pillar, salt_run_cli, overrides, message
+def test_invalid_pillar_is_refused_whole_before_anything_is_created(
+    aws_env, aws_pillar, salt_run_cli, overrides, problem
 ):
-    aws_pillar(**overrides)
-    ret, _ = _orchestrate(salt_run_cli, "orch.network")
-    assert ret.returncode != 0
-    assert message in str(ret.data) + ret.stdout + ret.stderr
     ec2 = aws_env.client("ec2")
-    assert not [v for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]]
+    empty = _account(ec2)
+    aws_pillar(**overrides)
+    for test in (True, False):
+        ret, _ = _orchestrate(salt_run_cli, "orch.network", test=test)
+        assert ret.returncode != 0
+        output = str(ret.data)
+        assert "Invalid pillar aws (nothing was written): " in output
+        assert problem in output, output
+        assert _account(ec2) == empty, "nothing may be created"
 
 
-def test_missing_public_key_file_fails_that_state_by_name(aws_env, aws_pillar, salt_run_cli):
-    aws_pillar(key_pair={"public_key_path": "/nonexistent/showcase.pub"})
-    ret, states = _orchestrate(salt_run_cli, "orch.network")
-    assert ret.returncode != 0
-    failed = {key: s["comment"] for key, s in states.items() if s["result"] is False}
-    assert len(failed) == 1, failed
-    assert "/nonexistent/showcase.pub" in next(iter(failed.values()))
-    _orchestrate(salt_run_cli, "orch.network_teardown")
-
-
-def test_a_zone_outside_the_region_is_reported_with_the_zones_there(
-    aws_env, aws_pillar, salt_run_cli
-):
-    aws_pillar(zone="eu-west-1z")
-    ret, states = _orchestrate(salt_run_cli, "orch.network")
-    assert ret.returncode != 0
-    comments = " ".join(_failures(states).values())
-    assert "Availability zone 'eu-west-1z' is not available in region eu-west-1" in comments
-    assert "eu-west-1a" in comments
-    _orchestrate(salt_run_cli, "orch.network_teardown")
+def test_admin_from_anywhere_needs_the_explicit_opt_in(aws_env, aws_pillar, salt_run_cli):
+    aws_pillar(admin_cidr="0.0.0.0/0", allow_admin_from_anywhere=True)
+    ret, states = _orchestrate(salt_run_cli, "orch.network", test=True)
+    assert ret.returncode == 0, _failures(states) or ret
+    kong_sg = states[next(key for key in states if "aws-network-security-group-kong_sg" in key)]
+    assert "tcp 22-22 from 0.0.0.0/0" in kong_sg["changes"]["new"]["ingress"]
 
 
 def test_nat_instance_egress_routes_the_private_subnet_through_an_instance(

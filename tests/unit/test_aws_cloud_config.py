@@ -1,6 +1,7 @@
 """
 The cloud maps and profiles as salt-cloud reads them: the nodes of each map, their role
-grains (what salt/top.sls targets), and kong made the salt-master only when salt deploys.
+grains (what salt/top.sls targets), and the private master (never kong, the host facing the
+internet) made the salt-master, only when salt deploys.
 """
 
 import copy
@@ -24,12 +25,15 @@ def _render_map(name, deploy):
     )
 
 
-def _profiles():
-    providers = salt.config.apply_cloud_providers_config(
+def _providers():
+    return salt.config.apply_cloud_providers_config(
         salt.utils.yaml.safe_load((REPO_ROOT / "cloud.providers.d" / "aws.conf").read_text())
     )
+
+
+def _profiles():
     return salt.config.apply_vm_profiles_config(
-        providers,
+        _providers(),
         salt.utils.yaml.safe_load((REPO_ROOT / "cloud.profiles.d" / "showcase.conf").read_text()),
     )
 
@@ -47,13 +51,14 @@ def _nodes(rendered):
     [
         (
             "default.map",
-            {"kong": "kong", "master": "master", **{f"slave{i}": "slave" for i in range(3)}},
+            {"kong": "kong", "master": "salt_master", **{f"slave{i}": "slave" for i in range(3)}},
         ),
         (
             "ha.map",
             {
                 "kong": "kong",
-                **{f"master{i}": "master" for i in range(3)},
+                "master0": "salt_master",
+                **{f"master{i}": "master" for i in (1, 2)},
                 **{f"slave{i}": "slave" for i in range(3)},
             },
         ),
@@ -63,11 +68,24 @@ def test_maps_place_every_node_on_its_role_profile(name, nodes):
     assert _nodes(_render_map(name, deploy=False)) == nodes
 
 
+@pytest.mark.parametrize("name,salt_master", [("default.map", "master"), ("ha.map", "master0")])
 @pytest.mark.parametrize("deploy", [True, False])
-def test_kong_becomes_the_salt_master_only_when_salt_deploys(deploy):
+def test_the_private_master_becomes_the_salt_master_only_when_salt_deploys(
+    name, salt_master, deploy
+):
     # salt-cloud refuses make_master together with --no-deploy.
-    rendered = _render_map("default.map", deploy=deploy)
-    assert rendered["kong"] == [{"kong": {"make_master": deploy}}]
+    rendered = _render_map(name, deploy=deploy)
+    made_masters = [
+        node
+        for entries in rendered.values()
+        for entry in entries
+        if isinstance(entry, dict)
+        for node, settings in entry.items()
+        if "make_master" in settings
+    ]
+    assert made_masters == [salt_master]
+    assert rendered["salt_master"] == [{salt_master: {"make_master": deploy}}]
+    assert rendered["kong"] == ["kong"]
 
 
 def test_profiles_carry_the_role_grains_and_network_placement():
@@ -80,14 +98,34 @@ def test_profiles_carry_the_role_grains_and_network_placement():
             profiles[name]["size"],
             profiles[name]["image"],
         )
-        for name in ("kong", "master", "slave")
+        for name in ("kong", "master", "salt_master", "slave")
     }
     assert placement == {
-        "kong": (["kong"], "showcase-public", ["kong_sg"], "t2.medium", "centos7"),
-        "master": (["master"], "showcase-private", ["master_sg"], "t2.medium", "centos7"),
-        "slave": (["slave"], "showcase-private", ["slave_sg"], "t2.medium", "centos7"),
+        "kong": (["kong"], "showcase-public", ["kong_sg"], "t2.medium", "debian12"),
+        "master": (["master"], "showcase-private", ["master_sg"], "t2.medium", "debian12"),
+        "salt_master": (["master"], "showcase-private", ["master_sg"], "t2.medium", "debian12"),
+        "slave": (["slave"], "showcase-private", ["slave_sg"], "t2.medium", "debian12"),
     }
-    for name in ("master", "slave"):
+    for name in ("master", "salt_master", "slave"):
         assert profiles[name]["ssh_interface"] == "private_ips"
         assert profiles[name]["ssh_gateway_node"] == "kong"
+    assert profiles["salt_master"]["ssh_gateway_profile"] == "kong"
     assert profiles["kong"]["eip"] == "showcase-kong"
+
+
+def test_only_the_salt_master_holds_the_tree_the_master_config_and_the_engine():
+    profiles = _profiles()
+    salt_master = profiles["salt_master"]
+    assert salt_master["file_map"] == {"salt": "/srv/showcase/salt", "pillar": "/srv/showcase/pillar"}
+    assert salt_master["master"]["file_roots"] == {"base": ["/srv/showcase/salt"]}
+    assert salt_master["master"]["engines"] == [{"marathon_registrar": {}}]
+    for name in ("kong", "master", "slave"):
+        assert not {"file_map", "master", "make_master"} & set(profiles[name]), name
+    assert _providers()["showcase"]["aws_ec2"]["salt_master_node"] == "master"
+
+
+def test_debian_12_from_debians_own_account_is_the_only_image():
+    # The formulas refuse CentOS 7 and EL9: no alias may still offer them.
+    assert _providers()["showcase"]["aws_ec2"]["images"] == {
+        "debian12": {"owner": "136693071363", "name": "debian-12-amd64-*", "ssh_username": "admin"}
+    }

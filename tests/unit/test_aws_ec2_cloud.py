@@ -31,24 +31,34 @@ PROVIDER = {
     "region": "eu-west-1",
     "cluster": CLUSTER,
     "keyname": "showcase",
-    "salt_master_node": "kong",
+    "salt_master_node": "master",
     "images": {
-        "centos7": {"owner": IMAGE_OWNER, "name": "CentOS-7-*x86_64*", "ssh_username": "centos"}
+        "debian12": {"owner": IMAGE_OWNER, "name": "debian-12-amd64-*", "ssh_username": "admin"}
     },
 }
 PROFILES = {
     "kong": {
         "provider": "showcase",
-        "image": "centos7",
+        "image": "debian12",
         "size": "t2.medium",
         "subnet": "showcase-public",
         "security_groups": ["kong_sg"],
         "eip": "showcase-kong",
         "ssh_interface": "public_ips",
     },
+    "master": {
+        "provider": "showcase",
+        "image": "debian12",
+        "size": "t2.medium",
+        "subnet": "showcase-private",
+        "security_groups": ["master_sg"],
+        "ssh_interface": "private_ips",
+        "ssh_gateway_node": "kong",
+        "ssh_gateway_profile": "kong",
+    },
     "slave": {
         "provider": "showcase",
-        "image": "centos7",
+        "image": "debian12",
         "size": "t2.medium",
         "subnet": "showcase-private",
         "security_groups": ["slave_sg"],
@@ -113,7 +123,8 @@ def _spec(resource_type, name):
 
 @pytest.fixture
 def network(ec2):
-    """The slice of orch.network the profiles refer to, plus two CentOS images."""
+    """The slice of orch.network the profiles refer to, two Debian 12 images and a newer
+    arm64 one that the amd64 alias must not pick."""
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnets = {
         name: ec2.create_subnet(
@@ -124,17 +135,21 @@ def network(ec2):
     ec2.modify_subnet_attribute(
         SubnetId=subnets["showcase-public"], MapPublicIpOnLaunch={"Value": True}
     )
-    for group in ("kong_sg", "slave_sg"):
+    for group in ("kong_sg", "master_sg", "slave_sg"):
         ec2.create_security_group(
             GroupName=group, Description=group, VpcId=vpc,
             TagSpecifications=_spec("security-group", group),
         )
     ec2.allocate_address(Domain="vpc", TagSpecifications=_spec("elastic-ip", "showcase-kong"))
     images = {}
-    for name in ("CentOS-7-2009-20201012_1.x86_64", "CentOS-7-2111-20220825_1.x86_64"):
+    for name, architecture in (
+        ("debian-12-amd64-20240717-1811", "x86_64"),
+        ("debian-12-amd64-20250428-2096", "x86_64"),
+        ("debian-12-arm64-20250601-2130", "arm64"),
+    ):
         images[name] = ec2.register_image(
-            Name=name, Architecture="x86_64", RootDeviceName="/dev/sda1",
-            BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 8}}],
+            Name=name, Architecture=architecture, RootDeviceName="/dev/xvda",
+            BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}],
         )["ImageId"]
     return {"vpc": vpc, "subnets": subnets, "images": images}
 
@@ -179,30 +194,34 @@ def _live(ec2):
     return [i for r in reservations for i in r["Instances"]]
 
 
-def test_public_node_is_reached_on_its_elastic_ip_and_is_its_own_salt_master(
+def test_public_node_is_reached_on_its_elastic_ip_and_points_at_the_private_salt_master(
     driver, network, ec2, key_file
 ):
+    driver.create(_vm("master", "master", deploy=False))
+    master = driver.show_instance("master", call="action")
     vm_ = _vm("kong", "kong", ssh_keyfile="~/.ssh/showcase")
     driver.create(vm_)
 
     bootstrapped = driver.__utils__["cloud.bootstrap"].call_args.args[0]
-    (instance,) = _live(ec2)
+    kong = driver.show_instance("kong", call="action")
     eip = ec2.describe_addresses()["Addresses"][0]
-    assert eip["InstanceId"] == instance["InstanceId"]
+    assert eip["InstanceId"] == kong["InstanceId"]
     assert bootstrapped["ssh_host"] == eip["PublicIp"]
-    assert bootstrapped["salt_host"] == instance["PrivateIpAddress"]
-    assert bootstrapped["ssh_username"] == "centos"
+    assert bootstrapped["salt_host"] == kong["PrivateIpAddress"]
+    assert bootstrapped["ssh_username"] == "admin"
     assert bootstrapped["key_filename"] == str(key_file)
-    assert bootstrapped["minion"] == {"master": instance["PrivateIpAddress"]}
+    assert bootstrapped["minion"] == {"master": master["PrivateIpAddress"]}
     assert "gateway" not in bootstrapped
-    assert instance["ImageId"] == network["images"]["CentOS-7-2111-20220825_1.x86_64"]
+    assert kong["ImageId"] == network["images"]["debian-12-amd64-20250428-2096"]
 
 
-def test_private_node_goes_through_the_bastion_and_points_at_the_master_on_kong(
+def test_private_node_goes_through_the_bastion_and_points_at_the_private_salt_master(
     driver, network, ec2, key_file
 ):
     driver.create(_vm("kong", "kong", deploy=False))
+    driver.create(_vm("master", "master", deploy=False))
     kong = driver.show_instance("kong", call="action")
+    master = driver.show_instance("master", call="action")
     vm_ = _vm("slave0", "slave", ssh_keyfile=str(key_file))
 
     driver.create(vm_)
@@ -213,11 +232,68 @@ def test_private_node_goes_through_the_bastion_and_points_at_the_master_on_kong(
     assert bootstrapped["ssh_host"] == slave["PrivateIpAddress"]
     assert bootstrapped["gateway"] == {
         "ssh_gateway": kong["PublicIpAddress"],
-        "ssh_gateway_user": "centos",
+        "ssh_gateway_user": "admin",
         "ssh_gateway_key": str(key_file),
         "ssh_gateway_command": "nc -q0 %h %p",
     }
-    assert bootstrapped["minion"] == {"master": kong["PrivateIpAddress"]}
+    assert bootstrapped["minion"] == {"master": master["PrivateIpAddress"]}
+
+
+def _salt_master_vm(key_file):
+    """The map's salt-master as salt-cloud's run_map hands it to the driver: created first,
+    its own minion on 127.0.0.1."""
+    return _vm(
+        "master", "master", ssh_keyfile=str(key_file), make_master=True,
+        minion={"master": "127.0.0.1"},
+    )
+
+
+def test_the_salt_master_is_deployed_through_a_bastion_launched_ahead_then_adopted(
+    driver, network, ec2, key_file
+):
+    driver.create(_salt_master_vm(key_file))
+
+    bootstrapped = driver.__utils__["cloud.bootstrap"].call_args.args[0]
+    kong = driver.show_instance("kong", call="action")
+    master = driver.show_instance("master", call="action")
+    eip = ec2.describe_addresses()["Addresses"][0]
+    assert kong["public_ips"] == [eip["PublicIp"]], "the bastion has its elastic IP"
+    assert kong["tags"]["salt-cloud:ssh-gateway-for"] == "master"
+    assert kong["tags"]["salt-cloud:profile"] == "kong"
+    assert master["tags"]["salt-cloud:salt-master"] == "true"
+    assert "salt-cloud:salt-master" not in kong["tags"]
+    assert bootstrapped["name"] == "master"
+    assert bootstrapped["gateway"]["ssh_gateway"] == eip["PublicIp"]
+    assert bootstrapped["minion"] == {"master": "127.0.0.1"}
+    assert driver.__utils__["cloud.bootstrap"].call_count == 1, "the bastion is not deployed"
+
+    # The map then creates kong: the bastion's instance is deployed, not a second one launched.
+    driver.create(_vm("kong", "kong", ssh_keyfile=str(key_file)))
+    assert sorted(driver.list_nodes()) == ["kong", "master"]
+    adopted = driver.show_instance("kong", call="action")
+    assert adopted["InstanceId"] == kong["InstanceId"]
+    assert "salt-cloud:ssh-gateway-for" not in adopted["tags"], "adopted once"
+    bootstrapped = driver.__utils__["cloud.bootstrap"].call_args.args[0]
+    assert bootstrapped["name"] == "kong"
+    assert bootstrapped["ssh_host"] == eip["PublicIp"]
+    assert bootstrapped["minion"] == {"master": master["PrivateIpAddress"]}
+
+
+def test_an_existing_bastion_is_used_as_is(driver, network, ec2, key_file):
+    driver.create(_vm("kong", "kong", deploy=False))
+    driver.create(_salt_master_vm(key_file))
+    assert len(_live(ec2)) == 2
+    assert "salt-cloud:ssh-gateway-for" not in driver.show_instance("kong", call="action")["tags"]
+
+
+def test_a_failed_salt_master_terminates_the_bastion_launched_for_it(
+    driver, network, ec2, key_file
+):
+    with mock.patch.object(
+        driver, "deploy_settings", side_effect=SaltCloudSystemExit("no route")
+    ), pytest.raises(SaltCloudSystemExit, match=r"master failed, instances i-\w+, i-\w+ terminated"):
+        driver.create(_salt_master_vm(key_file))
+    assert _live(ec2) == []
 
 
 def test_a_master_chosen_by_the_map_wins_over_salt_master_node(driver, network, key_file):
@@ -233,7 +309,9 @@ def test_bootstrap_builds_deploy_arguments_through_the_gateway(
 ):
     """The real salt.utils.cloud.bootstrap, fed by the driver, up to the SSH step."""
     driver.create(_vm("kong", "kong", deploy=False))
+    driver.create(_vm("master", "master", deploy=False))
     kong = driver.show_instance("kong", call="action")
+    master = driver.show_instance("master", call="action")
     with mock.patch.object(salt.utils.cloud, "deploy_script", return_value=True) as deploy, \
             mock.patch.object(salt.utils.cloud, "fire_event"), \
             mock.patch.object(salt.utils.cloud, "__opts__", opts, create=True):
@@ -248,11 +326,11 @@ def test_bootstrap_builds_deploy_arguments_through_the_gateway(
     slave = driver.show_instance("slave0", call="action")
     assert kwargs["host"] == slave["PrivateIpAddress"]
     assert kwargs["salt_host"] == slave["PrivateIpAddress"]
-    assert kwargs["username"] == "centos"
+    assert kwargs["username"] == "admin"
     assert kwargs["sudo"] is True
     assert kwargs["key_filename"] == str(key_file)
     assert kwargs["gateway"]["ssh_gateway"] == kong["PublicIpAddress"]
-    assert kwargs["minion_conf"]["master"] == kong["PrivateIpAddress"]
+    assert kwargs["minion_conf"]["master"] == master["PrivateIpAddress"]
     assert kwargs["minion_conf"]["id"] == "slave0"
     assert kwargs["minion_conf"]["grains"] == {"roles": ["slave"]}
     assert (pathlib.Path(opts["pki_dir"]) / "minions" / "slave0").is_file(), "key accepted"
@@ -262,13 +340,13 @@ def test_gateway_arguments_reach_the_ssh_command_line():
     """salt-cloud turns the gateway the driver sets into an SSH ProxyCommand."""
     gateway = {
         "ssh_gateway": "203.0.113.10",
-        "ssh_gateway_user": "centos",
+        "ssh_gateway_user": "admin",
         "ssh_gateway_key": "/keys/showcase",
         "ssh_gateway_command": "nc -q0 %h %p",
     }
     arguments = getattr(salt.utils.cloud, "__ssh_gateway_arguments")(gateway)
     assert "ProxyCommand" in arguments
-    assert "centos@203.0.113.10" in arguments
+    assert "admin@203.0.113.10" in arguments
     assert "-i /keys/showcase" in arguments
 
 
@@ -301,7 +379,7 @@ def test_missing_network_object_fails_before_launch(driver, network, ec2):
 @pytest.mark.parametrize(
     "image,error,message",
     [
-        ("el9", SaltCloudConfigError, "neither an ami- id nor one of the provider's images"),
+        ("centos7", SaltCloudConfigError, "neither an ami- id nor one of the provider's images"),
         ("ami-00000000", SaltCloudSystemExit, "DescribeImages|describe_images"),
     ],
 )
@@ -311,8 +389,8 @@ def test_images_that_do_not_resolve_are_reported(driver, network, image, error, 
 
 
 def test_no_ami_matching_the_alias_is_reported_with_owner_and_name(driver, network, opts):
-    opts["providers"]["showcase"]["aws_ec2"]["images"]["centos7"]["name"] = "CentOS-6-*"
-    with pytest.raises(SaltCloudNotFound, match=f"owner {IMAGE_OWNER}, name CentOS-6-"):
+    opts["providers"]["showcase"]["aws_ec2"]["images"]["debian12"]["name"] = "debian-13-amd64-*"
+    with pytest.raises(SaltCloudNotFound, match=f"owner {IMAGE_OWNER}, name debian-13-amd64-"):
         driver.resolve_image(_vm("kong", "kong"))
 
 
@@ -327,7 +405,7 @@ def test_launch_parameters_follow_the_profile(driver, network):
     assert params["UserData"] == "#cloud-config\n"
     assert params["BlockDeviceMappings"] == [
         {
-            "DeviceName": "/dev/sda1",
+            "DeviceName": image["RootDeviceName"],
             "Ebs": {"DeleteOnTermination": True, "VolumeType": "gp3", "VolumeSize": 30},
         }
     ]
@@ -352,8 +430,10 @@ def test_list_destroy_and_call_guards(driver, network, ec2):
 
 def test_avail_functions_list_images_zones_and_sizes(driver, network):
     images = driver.avail_images()
-    assert {image["name"] for image in images.values()} == set(network["images"])
-    assert {image["alias"] for image in images.values()} == {"centos7"}
+    assert {image["name"] for image in images.values()} == {
+        name for name in network["images"] if "amd64" in name
+    }
+    assert {image["alias"] for image in images.values()} == {"debian12"}
     assert "eu-west-1a" in driver.avail_locations()
     sizes = driver.avail_sizes()
     assert sizes["t2.medium"] == {"vcpus": 2, "memory_mib": 4096}
@@ -362,7 +442,8 @@ def test_avail_functions_list_images_zones_and_sizes(driver, network):
 
 
 def test_a_failed_deploy_reports_the_instance_it_leaves_running(driver, network, ec2, key_file):
+    driver.create(_vm("master", "master", deploy=False))
     driver.__utils__["cloud.bootstrap"].side_effect = SaltCloudSystemExit("ssh: timed out")
     with pytest.raises(SaltCloudSystemExit, match=r"kong \(i-\w+\) is running but deploying"):
         driver.create(_vm("kong", "kong", ssh_keyfile=str(key_file)))
-    assert [i["State"]["Name"] for i in _live(ec2)] == ["running"]
+    assert [i["State"]["Name"] for i in _live(ec2)] == ["running", "running"]

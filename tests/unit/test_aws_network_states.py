@@ -102,14 +102,34 @@ def test_vpc_with_another_cidr_fails_instead_of_being_replaced(testmode):
     assert account.writes == []
 
 
-def test_subnet_in_a_vpc_that_test_mode_has_not_created_yet():
+def test_subnet_in_a_vpc_that_test_mode_has_not_created_yet_is_predicted_in_full():
     ret = _state(FakeAccount(), True).subnet_present(
         "showcase-public", "showcase", "10.0.5.0/24", "eu-west-1a", True
     )
     assert ret["result"] is None
-    assert ret["comment"] == (
-        "Subnet showcase-public would be created (vpc showcase does not exist yet)"
+    assert ret["comment"] == "Subnet showcase-public would be created"
+    assert ret["changes"] == {
+        "old": None,
+        "new": {
+            "vpc": "showcase",
+            "cidr_block": "10.0.5.0/24",
+            "availability_zone": "eu-west-1a",
+            "map_public_ip_on_launch": True,
+        },
+    }
+
+
+def test_test_mode_names_the_groups_a_new_group_refers_to_before_they_exist():
+    ret = _state(FakeAccount(), True).security_group_present(
+        "master_sg", "showcase", "masters", MASTER_RULES
     )
+    assert ret["result"] is None
+    assert ret["changes"]["new"]["ingress"] == [
+        "tcp 10000-11000 from 10.0.5.0/24",
+        "tcp 22-22 from kong_sg",
+        "tcp 8600-8600 from 10.0.12.0/24",
+        "udp 8600-8600 from 10.0.12.0/24",
+    ]
 
 
 def test_subnet_missing_its_vpc_outside_test_mode_fails_by_name():
@@ -291,28 +311,44 @@ def test_absent(testmode, existing, result, changes, comment):
 
 
 @pytest.mark.parametrize(
-    "vpc,subnets,problems",
+    "rule,problem",
     [
-        ("10.0.0.0/16", {"public": "10.0.5.0/24", "private": "10.0.12.0/24"}, []),
-        (
-            "10.0.0.0/16",
-            {"public": "10.0.5.0/24", "private": "10.0.5.128/25"},
-            ["subnets private 10.0.5.128/25 and public 10.0.5.0/24 overlap"],
+        pytest.param(
+            {"port": 22, "sources": ["10.0.0.0/16"]},
+            "rules:0:port: unknown key (allowed: ports, protocol, protocols, sources)",
+            id="mistyped-key",
         ),
-        (
-            "10.0.0.0/16",
-            {"public": "10.1.5.0/24"},
-            ["subnet public 10.1.5.0/24 is outside the VPC 10.0.0.0/16"],
+        pytest.param(
+            {"sources": ["0.0.0.0/0"]},
+            "rules:0:ports: required for tcp and udp",
+            id="no-ports-is-not-every-port",
         ),
-        (
-            "10.0.0.0/33",
-            {},
-            ["invalid CIDR: '10.0.0.0/33' does not appear to be an IPv4 or IPv6 network"],
+        pytest.param(
+            {"protocol": "-1", "ports": 22, "sources": ["10.0.0.0/16"]},
+            "rules:0:ports: protocol '-1' covers every port: drop ports",
+            id="ports-with-every-protocol",
+        ),
+        pytest.param(
+            {"ports": 22, "sources": ["10.0.0.1/16"]},
+            "rules:0:sources:0: '10.0.0.1/16' has host bits set (the network is 10.0.0.0/16)",
+            id="host-bits",
         ),
     ],
 )
-def test_cidr_plan_checks(vpc, subnets, problems):
-    assert execution.check_cidrs(vpc, subnets) == problems
+def test_security_group_with_an_invalid_rule_fails_before_reading_or_writing(
+    testmode, rule, problem
+):
+    account = FakeAccount()
+    account.find = None  # any read would fail the test
+    ret = _state(account, testmode).security_group_present(
+        "kong_sg", "showcase", "Kong", [rule]
+    )
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ret["comment"].startswith(
+        "Security group kong_sg: Invalid security group rules (nothing was written): "
+    )
+    assert problem in ret["comment"]
+    assert account.writes == []
 
 
 def test_missing_public_key_file_is_named(tmp_path):
