@@ -70,7 +70,9 @@ Every key is optional:
 ``tag_prefix`` (``marathon/registrar``)
     Prefix of the Salt events fired: ``<prefix>/connected``, ``<prefix>/disconnected``,
     ``<prefix>/resync`` (a summary), ``<prefix>/change/<service>`` (each change made),
-    ``<prefix>/error``, ``<prefix>/invalid`` (an app with unusable labels) and
+    ``<prefix>/error``, ``<prefix>/invalid`` (an app whose labels are unusable or break the
+    platform's rules: a reserved name, a port outside ``platform:listener_ports``; it gets
+    nothing registered) and
     ``<prefix>/lock/{acquired,lost}``. Follow them with ``salt-run state.event``.
 """
 
@@ -401,6 +403,7 @@ class Registrar:
         self.registries = platform.registries
         self.owner = platform.owner
         self.domain = platform.domain
+        self.rules = platform.rules
         self.marathon = platform.registries.marathon
         self.lock = lock
         self.queue = WorkQueue()
@@ -600,7 +603,7 @@ class Registrar:
         app_id = app.get("id", "?")
         named = str((app.get("labels") or {}).get(marathonutil.LABEL_SERVICE, "")).strip()
         try:
-            labels = marathonutil.service_labels(app)
+            labels = marathonutil.service_labels(app, self.rules)
             if labels is None:
                 return AppFacts(None, {})
             instances = marathonutil.instances_from_app(app, labels.port_index, self.grace)
