@@ -971,18 +971,36 @@ class ConsulSimulator(Simulator):
             raise Abort(_error(401, "ACL support disabled"))
         self._authorize(request)
 
+    def _acl_body(self, request, fields, kind):
+        """The body of a write of a named ACL object (policy, role), its Name checked."""
+        self._acl_management(request)
+        body = self._body(request, fields, f"the {kind.lower()}")
+        if not ACL_NAME.match(body.get("Name") or ""):
+            raise Abort(_error(400, f"Invalid {kind}: invalid Name. Only alphanumeric characters, "
+                                    "'-' and '_' are allowed"))
+        return body
+
     def _acl_hash(self, data):
         return base64.b64encode(hashlib.sha256(json.dumps(data, sort_keys=True).encode()).digest()).decode()
 
     def _policy_links(self, links):
-        """Token policy links (by ID or Name) as ``[{"ID", "Name"}]``; an unknown one is refused."""
+        return self._links(self._store.acl_policies, links, "Policy")
+
+    def _role_links(self, links):
+        return self._links(self._store.acl_roles, links, "Role")
+
+    @staticmethod
+    def _links(table, links, kind):
+        """Links to ACL objects (by ID or Name) as ``[{"ID", "Name"}]``; an unknown one is
+        refused."""
         resolved = []
         for link in links or []:
-            policy = next((p for p in self._store.acl_policies.values()
-                           if p["ID"] == link.get("ID") or p["Name"] == link.get("Name")), None)
-            if policy is None:
-                raise Abort(_error(400, f"Invalid Policy: cannot find policy {link.get('Name') or link.get('ID')!r}"))
-            resolved.append({"ID": policy["ID"], "Name": policy["Name"]})
+            found = next((entry for entry in table.values()
+                          if entry["ID"] == link.get("ID") or entry["Name"] == link.get("Name")), None)
+            if found is None:
+                raise Abort(_error(400, f"Invalid {kind}: cannot find {kind.lower()} "
+                                        f"{link.get('Name') or link.get('ID')!r}"))
+            resolved.append({"ID": found["ID"], "Name": found["Name"]})
         return resolved
 
     @route("GET", r"/v1/acl/policies")
@@ -1004,11 +1022,8 @@ class ConsulSimulator(Simulator):
     @route("PUT", r"/v1/acl/policy")
     @route("PUT", r"/v1/acl/policy/(?P<policy_id>[^/]+)")
     def acl_policy_write(self, request, policy_id=None):
-        self._acl_management(request)
-        body = self._body(request, ACL_POLICY_FIELDS, "the policy")
-        name = body.get("Name") or ""
-        if not ACL_NAME.match(name):
-            return _error(400, "Invalid Policy: invalid Name. Only alphanumeric characters, '-' and '_' are allowed")
+        body = self._acl_body(request, ACL_POLICY_FIELDS, "Policy")
+        name = body["Name"]
         with self._changed:
             existing = self._store.acl_policies.get(policy_id) if policy_id else None
             if policy_id and existing is None:
@@ -1029,17 +1044,6 @@ class ConsulSimulator(Simulator):
             self._store.acl_policies[policy["ID"]] = policy
         return self._json(request, policy)
 
-    def _role_links(self, links):
-        """Token role links (by ID or Name) as ``[{"ID", "Name"}]``; an unknown one is refused."""
-        resolved = []
-        for link in links or []:
-            role = next((r for r in self._store.acl_roles.values()
-                         if r["ID"] == link.get("ID") or r["Name"] == link.get("Name")), None)
-            if role is None:
-                raise Abort(_error(400, f"Invalid Role: cannot find role {link.get('Name') or link.get('ID')!r}"))
-            resolved.append({"ID": role["ID"], "Name": role["Name"]})
-        return resolved
-
     @staticmethod
     def _identities(body):
         """Service and node identities as given; Consul leaves empty lists out (omitempty)."""
@@ -1057,11 +1061,8 @@ class ConsulSimulator(Simulator):
 
     @route("PUT", r"/v1/acl/role")
     def acl_role_create(self, request):
-        self._acl_management(request)
-        body = self._body(request, ACL_ROLE_FIELDS, "the role")
-        name = body.get("Name") or ""
-        if not ACL_NAME.match(name):
-            return _error(400, "Invalid Role: invalid Name. Only alphanumeric characters, '-' and '_' are allowed")
+        body = self._acl_body(request, ACL_ROLE_FIELDS, "Role")
+        name = body["Name"]
         with self._changed:
             if any(r["Name"] == name for r in self._store.acl_roles.values()):
                 return _error(500, f'Invalid Role: A Role with Name "{name}" already exists')

@@ -10,7 +10,6 @@ import base64
 import http.client
 import json
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -29,21 +28,11 @@ class EtcdError(RuntimeError):
     """etcd failed to start, or answered a request with an error."""
 
 
-def free_port(within=None):
-    """A TCP port on 127.0.0.1 that nothing listens on right now; with ``within`` (a range),
-    one of those ports, tried in random order."""
-    if within is None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            return probe.getsockname()[1]
-    for port in random.sample(within, len(within)):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise OSError(f"no free port from {within.start} to {within.stop - 1}")
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _b64(data):

@@ -18,10 +18,12 @@ pillar.
 Apps opt in with Marathon labels (details in :mod:`marathonutil`); others are left alone:
 
 ``registry.service`` (required)
-    The service name, a DNS label: ``web`` is registered as ``web.<domain>`` in Consul, vulcand
-    and Kong. Apps sharing a name (blue/green) share the service.
+    The service name, a DNS label and not a reserved one: ``web`` is registered as
+    ``web.<domain>`` in Consul, vulcand and Kong. Apps sharing a name (blue/green) share the
+    service.
 ``registry.port`` (default: the app's Marathon service port)
-    The service port: vulcand's listener and the Consul service port.
+    The service port: vulcand's listener and the Consul service port, in
+    ``platform:listener_ports`` (engine option ``listener_ports``).
 ``registry.port-index`` (default ``0``)
     Which of each task's ports the instances listen on.
 ``registry.gateway`` (default ``true``)
@@ -44,7 +46,7 @@ Configuration (master or minion config)::
 Every key is optional:
 
 ``marathon_url``, ``consul_url``, ``consul_token``, ``vulcand_url``, ``vulcand_etcd_url``,
-``vulcand_etcd_prefix``, ``kong_admin_url``, ``domain``, ``cluster``
+``vulcand_etcd_prefix``, ``kong_admin_url``, ``domain``, ``cluster``, ``listener_ports``
     Connection settings and cluster identity. Each defaults to the ``platform`` setting the
     ``services`` state reads (``config.get``: the daemon's config, then pillar), e.g.
     ``platform:marathon:url``. A resync reads the servers of every vulcand backend from
@@ -118,6 +120,7 @@ PLATFORM_OPTIONS = {
     "kong_admin_url": "platform:kong:admin_url",
     "domain": "platform:domain",
     "cluster": "platform:cluster",
+    "listener_ports": "platform:listener_ports",
 }
 
 

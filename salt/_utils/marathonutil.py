@@ -13,14 +13,14 @@ An app opts in to registration through its labels (Marathon labels are strings);
 ``registry.service`` are left alone.
 
 ``registry.service`` (required)
-    The service name: one DNS label (``web``). It becomes ``web.<domain>`` in vulcand, Consul and
-    Kong. Several apps may carry the same name (blue/green): the service then has the tasks of
-    all of them.
+    The service name: one DNS label (``web``), not one of the platform's reserved names. It
+    becomes ``web.<domain>`` in vulcand, Consul and Kong. Several apps may carry the same name
+    (blue/green): the service then has the tasks of all of them.
 
 ``registry.port`` (optional)
-    The service port: the vulcand listener and the Consul service port. Defaults to the app's
-    Marathon service port (``portDefinitions[i].port`` or ``portMappings[i].servicePort``, which
-    Marathon assigns from 10000 up).
+    The service port: the vulcand listener and the Consul service port, in the platform's
+    listener range. Defaults to the app's Marathon service port (``portDefinitions[i].port`` or
+    ``portMappings[i].servicePort``, which Marathon assigns from 10000 up).
 
 ``registry.port-index`` (optional, default ``0``)
     Which of the task's ports the instances listen on (the index into the task's host ports, as
@@ -28,6 +28,8 @@ An app opts in to registration through its labels (Marathon labels are strings);
 
 ``registry.gateway`` (optional, default ``true``)
     Whether Kong routes ``<service>.<domain>`` to the service (``true``/``false``).
+
+Any other ``registry.*`` label is refused, as a misspelt one would otherwise be ignored.
 
 Which tasks are instances
 =========================

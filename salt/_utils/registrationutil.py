@@ -28,12 +28,14 @@ Stable API (the Marathon engine builds on it)
     vulcand's etcd (``platform:vulcand:etcd_url``; vulcand's API has no bulk server listing, so
     without the store they are listed per owned backend, concurrently, only for ``names`` when
     given). For a single name, its objects are read by name instead, so one service costs the
-    same however many exist.
+    same however many exist. Also the services of others anywhere in the cluster (Consul's
+    catalog: the agent's listing, plus one read per name only other nodes hold).
 
 ``plan(desired, snapshot, owner, prune_instances=True) -> Plan``
     A pure diff. ``desired`` is ``{name: ServiceSpec or None}``; None means absent. Only owned
-    objects of the names in ``desired`` are touched; a name held by someone else is reported
-    in ``Plan.conflicts`` and that service is left out of the plan. With
+    objects of the names in ``desired`` are touched; a name held by someone else (here or
+    anywhere in the catalog), or a port another service holds, is reported in
+    ``Plan.conflicts`` and that service is left out of the plan. With
     ``prune_instances=False`` servers missing from a spec are kept.
 
 ``apply(plan, registries, max_workers=8) -> ApplyResult``
@@ -65,7 +67,6 @@ What gets registered for a service ``web`` on port 10000 in domain ``service.con
 
 import concurrent.futures
 import heapq
-import ipaddress
 import logging
 import queue
 import re

@@ -76,25 +76,24 @@ def port(value, path):
     return integer(value, path, 1, 65535)
 
 
-def dns_label(value, path):
-    if not isinstance(value, str) or not _DNS_LABEL.match(value):
-        raise Invalid(path, f"expected a DNS label (a-z, 0-9, '-', at most 63 characters), "
-                            f"not {_shown(value)}")
-    return value
+def _matching(pattern, expected):
+    """A check that ``value`` is a string matching ``pattern`` (``expected`` says what)."""
+    def check(value, path):
+        if not isinstance(value, str) or not pattern.match(value):
+            raise Invalid(path, f"expected {expected}, not {_shown(value)}")
+        return value
+    return check
+
+
+dns_label = _matching(_DNS_LABEL, "a DNS label (a-z, 0-9, '-', at most 63 characters)")
+# An id that may become a key segment (vulcand server ids, Kong consumer names).
+identifier = _matching(_IDENTIFIER, "letters, digits, '.', '_' and '-' (at most 254)")
 
 
 def domain(value, path):
     if not (isinstance(value, str) and len(value) <= 253
             and all(_DNS_LABEL.match(label) for label in value.split("."))):
         raise Invalid(path, f"expected dot-separated DNS labels, not {_shown(value)}")
-    return value
-
-
-def identifier(value, path):
-    """An id that may become a key segment (vulcand server ids, Kong consumer names)."""
-    if not isinstance(value, str) or not _IDENTIFIER.match(value):
-        raise Invalid(path, f"expected letters, digits, '.', '_' and '-' (at most 254), "
-                            f"not {_shown(value)}")
     return value
 
 

@@ -284,35 +284,46 @@ def test_absent_false_as_a_string_deregisters_nothing(platform, instances):
     assert platform.through_gateway(2) == {"web1": 1, "web2": 1}
 
 
-def register_elsewhere(platform, name, port, node="slave0", meta=None):
-    """A service registered on another node of the cluster: in the catalog, not on the agent."""
-    reply = platform.consul.request("PUT", "/v1/catalog/register", json={
-        "Node": node, "Address": "127.0.0.2",
-        "Service": {"Service": name, "Port": port, "Meta": meta or {}}})
-    assert reply.status_code == 200, reply.text
+@pytest.fixture
+def register_elsewhere(platform):
+    """``register_elsewhere(name, port, node)``: a service on another node of the cluster, in
+    the catalog and not on the agent; the nodes are removed afterwards (a real Consul keeps
+    them)."""
+    nodes = []
+
+    def register(name, port, node):
+        nodes.append(node)
+        reply = platform.consul.request("PUT", "/v1/catalog/register", json={
+            "Node": node, "Address": "127.0.0.2", "Service": {"Service": name, "Port": port}})
+        assert reply.status_code == 200, reply.text
+
+    yield register
+    for node in nodes:
+        platform.consul.request("PUT", "/v1/catalog/deregister", json={"Node": node})
 
 
-def test_a_name_registered_anywhere_in_the_cluster_is_not_taken(platform):
-    register_elsewhere(platform, "web", 10500)
-    platform.write_pillar({"web": {"port": listener_port()}})
+@pytest.mark.parametrize(
+    "elsewhere, port, platform_pillar, message",
+    [
+        # A name registered on another node of the cluster is not free.
+        (("web", 10500, "slave0"), 10600, {},
+         "service 'web': the name is taken in Consul's catalog: Consul service on node slave0 "
+         "(port 10500, not registered by Salt)"),
+        # An operator widened the range over Marathon's port: its Consul service still holds it.
+        (("marathon", 8080, "master"), 8080, {"listener_ports": "8000-11000"},
+         "service 'web': port 8080 is already the port of marathon (Consul service on node "
+         "master (port 8080, not registered by Salt))"),
+    ],
+)
+def test_names_and_ports_held_anywhere_in_the_cluster_are_refused(
+    platform, register_elsewhere, elsewhere, port, platform_pillar, message
+):
+    register_elsewhere(*elsewhere)
+    platform.write_pillar({"web": {"port": port}}, **platform_pillar)
     ret = platform.apply()
     assert (ret["result"], ret["changes"]) == (False, {})
-    assert ("service 'web': the name is taken in Consul's catalog: Consul service on node "
-            "slave0 (port 10500, not registered by Salt)") in ret["comment"]
-    assert "web" not in platform.consul_services()
-    assert platform.vulcand_ids("backends") == [] and platform.kong_names("services") == []
-
-
-def test_a_port_of_a_platform_daemon_is_refused_even_inside_the_listener_range(platform):
-    # An operator widened the range over Marathon's port: its Consul service still holds it.
-    register_elsewhere(platform, "marathon", 8080, node="master")
-    platform.write_pillar({"web": {"port": 8080}}, listener_ports="8000-11000")
-    ret = platform.apply()
-    assert (ret["result"], ret["changes"]) == (False, {})
-    assert ("service 'web': port 8080 is already the port of marathon (Consul service on node "
-            "master (port 8080, not registered by Salt))") in ret["comment"]
-    assert "web" not in platform.consul_services()
-    assert platform.vulcand_ids("listeners") == [] and platform.kong_names("services") == []
+    assert message in ret["comment"]
+    assert_nothing_registered(platform)
 
 
 def test_microservice_plan_reads_the_pillar_on_salt_3008(platform, instances):
