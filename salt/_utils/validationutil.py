@@ -170,8 +170,12 @@ class PortRange:
             raise Invalid(path, f"expected a port range such as 10000-11000, not {_shown(value)}")
         return cls(int(match["first"]), int(match["last"]))
 
+    @property
+    def ports(self):
+        return range(self.first, self.last + 1)
+
     def __contains__(self, number):
-        return self.first <= number <= self.last
+        return number in self.ports
 
     def __str__(self):
         return f"{self.first}-{self.last}"
