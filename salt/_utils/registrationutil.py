@@ -495,12 +495,13 @@ def _read_by_name(registries, names, pool):
 class CatalogEntry(NamedTuple):
     """One instance of a service that is not the owner's, somewhere in the cluster."""
 
-    node: str
+    node: str  # None: on the agent the registrations go through
     port: int
     holder: str  # who registered it, in words
 
     def __str__(self):
-        return f"Consul service on node {self.node} (port {self.port}, {self.holder})"
+        where = f"node {self.node}" if self.node else "the registrations' agent"
+        return f"Consul service on {where} (port {self.port}, {self.holder})"
 
 
 def _read_catalog(registries, owner, agent_services, pool):
@@ -510,12 +511,11 @@ def _read_catalog(registries, owner, agent_services, pool):
     names = pool.submit(registries.consul.list_catalog_services)
     if agent_services is None:
         agent_services = list(registries.consul.list_services().values())
-    node = "the registrations' agent"
     found = {}
     for service in agent_services:
         if not owner.owns_consul_service(service):
             found.setdefault(service["Service"], []).append(
-                CatalogEntry(node, service.get("Port"), describe_consul_owner(service)))
+                CatalogEntry(None, service.get("Port"), describe_consul_owner(service)))
     on_agent = {service["Service"] for service in agent_services}
     elsewhere = {name: pool.submit(registries.consul.catalog_service, name)
                  for name in sorted(set(names.result()) - on_agent)}

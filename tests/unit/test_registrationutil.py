@@ -286,7 +286,7 @@ def test_read_snapshot_classifies_ours_and_theirs_with_one_listing_per_type():
     # The agent's listing, and the catalog's names (all on the agent: nothing more to read).
     assert sorted(registries.consul.calls) == [("list_catalog_services",), ("list_services",)]
     assert snapshot.catalog == {
-        "mesos": [reg.CatalogEntry("the registrations' agent", 5050, "not registered by Salt")]}
+        "mesos": [reg.CatalogEntry(None, 5050, "not registered by Salt")]}
     assert len(registries.kong.calls) == 2
 
 
@@ -447,6 +447,11 @@ def test_a_port_of_a_platform_daemon_or_of_another_service_is_a_conflict():
         "service 'web': port 10000 is already the port of marathon (Consul service on node "
         "master (port 10000, not registered by Salt))"]
     assert not plan
+    on_agent = reg.plan({"web": WEB}, in_catalog(reg.Snapshot(OWNER), "etcd", 10000, node=None),
+                        OWNER)
+    assert on_agent.conflicts == [
+        "service 'web': port 10000 is already the port of etcd (Consul service on the "
+        "registrations' agent (port 10000, not registered by Salt))"]
 
     twins = reg.plan({"web": WEB, "api": reg.ServiceSpec("api", 10000)}, reg.Snapshot(OWNER),
                      OWNER)
@@ -490,7 +495,7 @@ def test_the_catalog_is_read_for_the_names_the_agent_does_not_hold_only():
         catalog = reg._read_catalog(registries, OWNER, None, pool)
     assert sorted(consul.catalog_reads) == ["api", "kong"]
     assert catalog == {
-        "marathon": [reg.CatalogEntry("the registrations' agent", 8080, "not registered by Salt")],
+        "marathon": [reg.CatalogEntry(None, 8080, "not registered by Salt")],
         "kong": [reg.CatalogEntry("kong", 8001, "not registered by Salt")],
     }
 
