@@ -15,6 +15,7 @@ services hold anywhere in the cluster are refused by the registration core, agai
 catalog.
 """
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -97,11 +98,16 @@ def domain(value, path):
     return value
 
 
+@functools.lru_cache(maxsize=4096)  # a resync checks every task's address: agents' repeat
+def _ip_address(text):
+    return ipaddress.ip_address(text)
+
+
 def address(value, path):
     """An IP address (not unspecified) or a host name that can exist."""
     string(value, path)
     try:
-        ip = ipaddress.ip_address(value)
+        ip = _ip_address(value)
     except ValueError:
         labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
         if (len(value) > 253 or not all(_HOST_LABEL.match(label) for label in labels)
