@@ -33,16 +33,20 @@ import sys
 import threading
 import time
 
+import registrationutil
 import requests
+import validationutil
 
 from bench import REPO_ROOT
 from bench.common import RegistryProcesses, request_summary, simulator_process
+from sandbox.ports import free_port
 from simulators.base import JSON_TYPE, Response, Simulator, route
-from simulators.etcd import free_port
 from simulators.marathon import MarathonSimulator
 
 TIMEOUT = 30
-SERVICE_PORTS = 10000
+LISTENER_PORTS = validationutil.PortRange.parse(
+    registrationutil.SETTINGS["platform:listener_ports"])
+SERVICE_PORTS = LISTENER_PORTS.first
 SERVER_CHANGE = "vulcand server "
 
 
@@ -128,13 +132,14 @@ class ResyncingEngine(EngineProcess):
 
 
 def create_app(marathon_url, app_id, instances, health_checks, port=None, session=requests):
-    """A labelled app; ``port`` (default: a free one) is its service port, a vulcand listener."""
+    """A labelled app; ``port`` (default: a free one of the platform's listener range) is its
+    service port, a vulcand listener."""
     definition = {
         "id": app_id,
         "cmd": "python3 -m simulators.webapp",
         "instances": instances,
         "labels": {"registry.service": app_id.strip("/"),
-                   "registry.port": str(port or free_port())},
+                   "registry.port": str(port or free_port(LISTENER_PORTS.ports))},
         "healthChecks": [{"protocol": "HTTP", "path": "/health"}] if health_checks else [],
     }
     session.post(f"{marathon_url}/v2/apps", json=definition, timeout=TIMEOUT).raise_for_status()

@@ -1,4 +1,5 @@
 # AWS network and salt-cloud defaults (documented in pillar.example, section `aws`).
+{%- import_yaml 'platform.sls' as platform %}
 # The seed's values, tightened: SSH and the Kong admin API only from `admin_cidr` (empty:
 # from nowhere on the internet), private subnet behind a NAT gateway.
 aws:
@@ -70,7 +71,8 @@ aws:
         - {protocols: [tcp, udp], ports: 8301, sources: [private]}
         - {ports: 6783, sources: [private]}
         - {protocol: udp, ports: 6783-6784, sources: [private]}
-        - {ports: 10000-11000, sources: [public]}
+        # Service ports (vulcand's listeners), for Kong only.
+        - {ports: {{ platform.platform.listener_ports }}, sources: [public]}
     slave_sg:
       description: Mesos agents (private subnet)
       rules:

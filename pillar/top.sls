@@ -1,5 +1,6 @@
 base:
   '*':
+    - platform
     - aws
     - cluster
   # Site overrides: pillar/local.sls (gitignored) or local.sls in a second pillar root (the

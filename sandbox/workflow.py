@@ -16,6 +16,8 @@ import secrets
 import time
 import uuid
 
+import salt.utils.yaml
+
 from sandbox import account, clients, saltconfig, summary
 from sandbox.stack import simulator_available, tool
 from sandbox.steps import StepFailed, StepUnavailable
@@ -143,6 +145,12 @@ class Workflow:
         }
         return [{ENGINE: settings}]
 
+    def _listener_ports(self):
+        """The platform's service ports (pillar/platform.sls): the only ones it registers."""
+        pillar = salt.utils.yaml.safe_load((self.repo / "pillar" / "platform.sls").read_text())
+        first, last = map(int, str(pillar["platform"]["listener_ports"]).split("-"))
+        return range(first, last + 1)
+
     def start_sandbox(self):
         with self.runner.step("Start moto_server, standing in for AWS", "moto_server -H 127.0.0.1"):
             self.stack.start_moto()
@@ -151,8 +159,9 @@ class Workflow:
             "python -m simulators consul|vulcand|kong|marathon --port 0",
         ):
             self.stack.start_simulators(resolve=self._service_names())
+        listener_ports = self._listener_ports()
         for service in (WEB["service"], HELLO["service"]):
-            self.service_ports[service] = self.stack.ports.take()
+            self.service_ports[service] = self.stack.ports.take(listener_ports)
         with self.runner.step(
             "Start a salt-master and the minion 'kong' from etc/salt",
             "salt-master & salt-minion    # sandbox: etc/salt with absolute paths and free ports",

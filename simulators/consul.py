@@ -10,9 +10,10 @@ reach the catalog and health views at once (anti-entropy is immediate here). Wha
 - KV: get (``recurse``, ``keys``, ``separator``, ``raw``), put (``cas``, ``flags``,
   ``acquire``, ``release``), delete (``recurse``, ``cas``);
 - sessions: create / destroy / renew / info / list, TTLs, lock delay and ``Behavior``;
-- ACL (with ``master_token``): policies (list, read, create, update) and tokens (create,
-  update, read self), the management token seeded as ACL bootstrapping leaves it; rules are
-  stored, not parsed, and enforced for nothing but the management token;
+- ACL (with ``master_token``): policies (list, read, create, update), roles (create) and
+  tokens (create, update, read self; policy and role links, service and node identities), the
+  management token seeded as ACL bootstrapping leaves it; rules are stored, not parsed, and
+  enforced for nothing but the management token;
 - blocking queries (``index`` + ``wait``, ``hash`` on the agent service), ``X-Consul-*``
   headers, ACL token checks, 405 with ``Allow``, plain-text errors.
 
@@ -67,7 +68,9 @@ CATALOG_REGISTER_FIELDS = (
 ).split()
 SESSION_FIELDS = "Name Node Checks NodeChecks ServiceChecks LockDelay Behavior TTL".split()
 ACL_POLICY_FIELDS = ("ID", "Name", "Description", "Rules", "Datacenters")
-ACL_TOKEN_FIELDS = ("AccessorID", "SecretID", "Description", "Policies", "Local")
+ACL_TOKEN_FIELDS = ("AccessorID", "SecretID", "Description", "Policies", "Roles",
+                    "ServiceIdentities", "NodeIdentities", "Local")
+ACL_ROLE_FIELDS = ("ID", "Name", "Description", "Policies", "ServiceIdentities", "NodeIdentities")
 ACL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 GLOBAL_MANAGEMENT_ID = "00000000-0000-0000-0000-000000000001"
 # Check kinds that are run periodically and so need an Interval.
@@ -110,6 +113,7 @@ class _Store:
         self.lock_delays = {}  # key -> clock time before which it cannot be acquired
         self.acl_policies = {}  # id -> policy (wire shape)
         self.acl_tokens = {}  # accessor id -> token (wire shape)
+        self.acl_roles = {}  # id -> role (wire shape)
 
     def bump(self, table):
         self.raft_index += 1
@@ -967,18 +971,36 @@ class ConsulSimulator(Simulator):
             raise Abort(_error(401, "ACL support disabled"))
         self._authorize(request)
 
+    def _acl_body(self, request, fields, kind):
+        """The body of a write of a named ACL object (policy, role), its Name checked."""
+        self._acl_management(request)
+        body = self._body(request, fields, f"the {kind.lower()}")
+        if not ACL_NAME.match(body.get("Name") or ""):
+            raise Abort(_error(400, f"Invalid {kind}: invalid Name. Only alphanumeric characters, "
+                                    "'-' and '_' are allowed"))
+        return body
+
     def _acl_hash(self, data):
         return base64.b64encode(hashlib.sha256(json.dumps(data, sort_keys=True).encode()).digest()).decode()
 
     def _policy_links(self, links):
-        """Token policy links (by ID or Name) as ``[{"ID", "Name"}]``; an unknown one is refused."""
+        return self._links(self._store.acl_policies, links, "Policy")
+
+    def _role_links(self, links):
+        return self._links(self._store.acl_roles, links, "Role")
+
+    @staticmethod
+    def _links(table, links, kind):
+        """Links to ACL objects (by ID or Name) as ``[{"ID", "Name"}]``; an unknown one is
+        refused."""
         resolved = []
         for link in links or []:
-            policy = next((p for p in self._store.acl_policies.values()
-                           if p["ID"] == link.get("ID") or p["Name"] == link.get("Name")), None)
-            if policy is None:
-                raise Abort(_error(400, f"Invalid Policy: cannot find policy {link.get('Name') or link.get('ID')!r}"))
-            resolved.append({"ID": policy["ID"], "Name": policy["Name"]})
+            found = next((entry for entry in table.values()
+                          if entry["ID"] == link.get("ID") or entry["Name"] == link.get("Name")), None)
+            if found is None:
+                raise Abort(_error(400, f"Invalid {kind}: cannot find {kind.lower()} "
+                                        f"{link.get('Name') or link.get('ID')!r}"))
+            resolved.append({"ID": found["ID"], "Name": found["Name"]})
         return resolved
 
     @route("GET", r"/v1/acl/policies")
@@ -1000,11 +1022,8 @@ class ConsulSimulator(Simulator):
     @route("PUT", r"/v1/acl/policy")
     @route("PUT", r"/v1/acl/policy/(?P<policy_id>[^/]+)")
     def acl_policy_write(self, request, policy_id=None):
-        self._acl_management(request)
-        body = self._body(request, ACL_POLICY_FIELDS, "the policy")
-        name = body.get("Name") or ""
-        if not ACL_NAME.match(name):
-            return _error(400, "Invalid Policy: invalid Name. Only alphanumeric characters, '-' and '_' are allowed")
+        body = self._acl_body(request, ACL_POLICY_FIELDS, "Policy")
+        name = body["Name"]
         with self._changed:
             existing = self._store.acl_policies.get(policy_id) if policy_id else None
             if policy_id and existing is None:
@@ -1024,6 +1043,37 @@ class ConsulSimulator(Simulator):
             policy["Hash"] = self._acl_hash([policy["Name"], policy["Description"], policy["Rules"]])
             self._store.acl_policies[policy["ID"]] = policy
         return self._json(request, policy)
+
+    @staticmethod
+    def _identities(body):
+        """Service and node identities as given; Consul leaves empty lists out (omitempty)."""
+        identities = {}
+        for field, required in (("ServiceIdentities", "ServiceName"), ("NodeIdentities", "NodeName")):
+            entries = body.get(field) or []
+            for entry in entries:
+                if not ACL_NAME.match(entry.get(required) or ""):
+                    raise Abort(_error(400, f"{field} must have a valid {required}"))
+                if field == "NodeIdentities" and not entry.get("Datacenter"):
+                    raise Abort(_error(400, "Node identity is missing the datacenter field on this token"))
+            if entries:
+                identities[field] = [dict(entry) for entry in entries]
+        return identities
+
+    @route("PUT", r"/v1/acl/role")
+    def acl_role_create(self, request):
+        body = self._acl_body(request, ACL_ROLE_FIELDS, "Role")
+        name = body["Name"]
+        with self._changed:
+            if any(r["Name"] == name for r in self._store.acl_roles.values()):
+                return _error(500, f'Invalid Role: A Role with Name "{name}" already exists')
+            links = self._policy_links(body.get("Policies"))
+            index = self._commit("acl")
+            role = {"ID": str(uuid.uuid4()), "Name": name, "Description": body.get("Description") or "",
+                    **({"Policies": links} if links else {}), **self._identities(body),
+                    "CreateIndex": index, "ModifyIndex": index}
+            role["Hash"] = self._acl_hash([role["Name"], role["Description"], links])
+            self._store.acl_roles[role["ID"]] = role
+        return self._json(request, role)
 
     @route("GET", r"/v1/acl/token/self")
     def acl_token_self(self, request):
@@ -1051,18 +1101,23 @@ class ConsulSimulator(Simulator):
             if not existing and any(t["SecretID"] == secret for t in self._store.acl_tokens.values()):
                 return _error(500, "Invalid Token: SecretID is already in use")
             links = self._policy_links(body.get("Policies"))
+            roles = self._role_links(body.get("Roles"))
+            identities = self._identities(body)
             index = self._commit("acl")
             token = {
                 "AccessorID": accessor_id or body.get("AccessorID") or str(uuid.uuid4()),
                 "SecretID": secret,
                 "Description": body.get("Description") or "",
                 "Policies": links,
+                **({"Roles": roles} if roles else {}),
+                **identities,
                 "Local": bool(body.get("Local")),
                 "CreateTime": existing["CreateTime"] if existing else _now_rfc3339(),
                 "CreateIndex": existing["CreateIndex"] if existing else index,
                 "ModifyIndex": index,
             }
-            token["Hash"] = self._acl_hash([token["Description"], token["Policies"], token["Local"]])
+            token["Hash"] = self._acl_hash([token["Description"], token["Policies"], roles, identities,
+                                            token["Local"]])
             self._store.acl_tokens[token["AccessorID"]] = token
         return self._json(request, token)
 

@@ -18,10 +18,12 @@ pillar.
 Apps opt in with Marathon labels (details in :mod:`marathonutil`); others are left alone:
 
 ``registry.service`` (required)
-    The service name, a DNS label: ``web`` is registered as ``web.<domain>`` in Consul, vulcand
-    and Kong. Apps sharing a name (blue/green) share the service.
+    The service name, a DNS label and not a reserved one: ``web`` is registered as
+    ``web.<domain>`` in Consul, vulcand and Kong. Apps sharing a name (blue/green) share the
+    service.
 ``registry.port`` (default: the app's Marathon service port)
-    The service port: vulcand's listener and the Consul service port.
+    The service port: vulcand's listener and the Consul service port, in
+    ``platform:listener_ports`` (engine option ``listener_ports``).
 ``registry.port-index`` (default ``0``)
     Which of each task's ports the instances listen on.
 ``registry.gateway`` (default ``true``)
@@ -44,7 +46,7 @@ Configuration (master or minion config)::
 Every key is optional:
 
 ``marathon_url``, ``consul_url``, ``consul_token``, ``vulcand_url``, ``vulcand_etcd_url``,
-``vulcand_etcd_prefix``, ``kong_admin_url``, ``domain``, ``cluster``
+``vulcand_etcd_prefix``, ``kong_admin_url``, ``domain``, ``cluster``, ``listener_ports``
     Connection settings and cluster identity. Each defaults to the ``platform`` setting the
     ``services`` state reads (``config.get``: the daemon's config, then pillar), e.g.
     ``platform:marathon:url``. A resync reads every vulcand object from vulcand's etcd in one
@@ -71,9 +73,11 @@ Every key is optional:
     Prefix of the Salt events fired: ``<prefix>/connected``, ``<prefix>/disconnected``,
     ``<prefix>/resync`` (a summary, with the number of standing conflicts and invalid apps),
     ``<prefix>/change/<service>`` (each change made), ``<prefix>/error``, ``<prefix>/invalid``
-    (an app with unusable labels) and ``<prefix>/lock/{acquired,lost}``. A conflict (an
-    ``error`` event) or an invalid app is reported when it appears or changes, not on every
-    resync that still finds it. Follow them with ``salt-run state.event``.
+    (an app whose labels are unusable or break the platform's rules: a reserved name, a port
+    outside ``platform:listener_ports``; it gets nothing registered) and
+    ``<prefix>/lock/{acquired,lost}``. A conflict (an ``error`` event) or an invalid app is
+    reported when it appears or changes, not on every resync that still finds it. Follow them
+    with ``salt-run state.event``.
 """
 
 import concurrent.futures
@@ -118,6 +122,7 @@ PLATFORM_OPTIONS = {
     "kong_admin_url": "platform:kong:admin_url",
     "domain": "platform:domain",
     "cluster": "platform:cluster",
+    "listener_ports": "platform:listener_ports",
 }
 
 
@@ -434,6 +439,7 @@ class Registrar:
         self.registries = platform.registries
         self.owner = platform.owner
         self.domain = platform.domain
+        self.rules = platform.rules
         self.marathon = platform.registries.marathon
         self.lock = lock
         self.queue = WorkQueue()
@@ -655,7 +661,7 @@ class Registrar:
         app_id = app.get("id", "?")
         named = str((app.get("labels") or {}).get(marathonutil.LABEL_SERVICE, "")).strip()
         try:
-            labels = marathonutil.service_labels(app)
+            labels = marathonutil.service_labels(app, self.rules)
             if labels is None:
                 return AppFacts(None, {})
             instances = marathonutil.instances_from_app(app, labels.port_index, self.grace)

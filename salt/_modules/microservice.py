@@ -26,13 +26,17 @@ Objects are marked as registered by this cluster (``platform:cluster``) from the
 """
 
 import dataclasses
+import uuid
 
 import registrationutil
+import salt.utils.data
+import validationutil
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "microservice"
 
 SOURCE = "pillar"
+GATEWAY_SOURCE = "gateway"
 
 
 def __virtual__():
@@ -53,11 +57,16 @@ def _run(desired, prune_instances=True):
     return outcome.changes()
 
 
+def _domain(domain, settings):
+    return settings.domain if domain is None else validationutil.domain(domain, "domain")
+
+
 def _registered_spec(service, domain):
     settings = _settings()
+    validationutil.dns_label(service, "service")
     snapshot = registrationutil.read_snapshot(settings.registries, settings.owner,
                                               names={service})
-    spec = snapshot.spec(registrationutil.validate_name(service), domain or settings.domain)
+    spec = snapshot.spec(service, _domain(domain, settings))
     if spec is None:
         raise CommandExecutionError(
             f"service {service!r} is not registered by {settings.owner}: "
@@ -87,8 +96,12 @@ def register_service(name, port, domain=None, gateway=True):
 
         salt kong microservice.register_service web 10000
     """
+    settings = _settings()
     spec = registrationutil.ServiceSpec(
-        name=name, port=port, domain=domain or _settings().domain, gateway=gateway
+        name=settings.rules.service_name(name, "name"),
+        port=settings.rules.service_port(port, "port"),
+        domain=_domain(domain, settings),
+        gateway=validationutil.boolean(gateway, "gateway"),
     )
     return _run({name: spec}, prune_instances=False)
 
@@ -115,8 +128,10 @@ def register_instance(service, instance_id, address, port, domain=None):
 
         salt kong microservice.register_instance web web1 10.0.12.223 53769
     """
+    instance = (validationutil.address(address, "address"), validationutil.port(port, "port"))
+    validationutil.identifier(instance_id, "instance_id")
     spec = _registered_spec(service, domain)
-    instances = {**spec.instances, str(instance_id): (address, port)}
+    instances = {**spec.instances, instance_id: instance}
     return _run({service: dataclasses.replace(spec, instances=instances)}, prune_instances=False)
 
 
@@ -138,8 +153,9 @@ def deregister_instance(service, instance_id, domain=None):
 
         salt kong microservice.deregister_instance web web1
     """
+    validationutil.identifier(instance_id, "instance_id")
     spec = _registered_spec(service, domain)
-    instances = {key: value for key, value in spec.instances.items() if key != str(instance_id)}
+    instances = {key: value for key, value in spec.instances.items() if key != instance_id}
     return _run({service: dataclasses.replace(spec, instances=instances)})
 
 
@@ -157,7 +173,7 @@ def deregister_service(name):
 
         salt kong microservice.deregister_service web
     """
-    return _run({registrationutil.validate_name(name): None})
+    return _run({validationutil.dns_label(name, "name"): None})
 
 
 def plan(service=None):
@@ -175,11 +191,40 @@ def plan(service=None):
         salt kong microservice.plan web
     """
     settings = _settings()
+    # Read from the minion's pillar itself: since Salt 3008, pillar.get called from a module
+    # returns every value masked ("**********") outside a template render.
+    services = salt.utils.data.traverse_dict_and_list(__pillar__, "services", {})
     desired = registrationutil.specs_from_pillar(
-        __salt__["pillar.get"]("services", {}), settings.domain, settings.registries,
-        only=[service] if service else None,
-    )
+        services, settings, only=[validationutil.dns_label(service, "service")] if service
+        else None)
     outcome = registrationutil.converge(settings.registries, settings.owner, desired, test=True)
     if outcome.plan.conflicts:
         raise CommandExecutionError(outcome.comment())
     return outcome.changes()
+
+
+def gateway_settings():
+    """
+    The pillar ``gateway`` (the Mesos and Marathon UIs behind Kong), checked whole, with its
+    defaults, for the ``gateway`` SLS: ``{auth, uis: {name: port}, consumers: {name:
+    credential id}}``. The credentials themselves are left out; the id names a consumer's
+    key-auth credential in Kong, so that no key ever becomes a state's name.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt kong microservice.gateway_settings
+    """
+    gateway = validationutil.pillar_gateway(
+        salt.utils.data.traverse_dict_and_list(__pillar__, "gateway", {}))
+    owner = registrationutil.configured(__salt__["config.get"], GATEWAY_SOURCE,
+                                        __context__).owner
+    return {
+        "auth": gateway["auth"],
+        "uis": gateway["uis"],
+        "consumers": {
+            name: str(uuid.uuid5(uuid.NAMESPACE_URL, f"salt:{owner}/{name}/{gateway['auth']}"))
+            for name in gateway["consumers"]
+        },
+    }

@@ -45,6 +45,7 @@ import re
 
 import registrationutil
 import statediffutil
+import validationutil
 from salt.exceptions import SaltInvocationError
 
 __virtualname__ = "consul"
@@ -122,7 +123,7 @@ def _checks_as_wanted(current_checks, wanted_checks):
 
 def _target(name, port=None, address=None, tags=None, meta=None, checks=None):
     """The :class:`statediffutil.Target` of the Consul service ``name``."""
-    registrationutil.validate_name(name, "Consul service name")
+    validationutil.dns_label(name, "name")
     settings = registrationutil.configured(__salt__["config.get"], SOURCE, __context__)
     consul, owner = settings.registries.consul, settings.owner
     meta = meta or {}
@@ -132,10 +133,9 @@ def _target(name, port=None, address=None, tags=None, meta=None, checks=None):
                                   "carry the ownership mark and cannot be set")
     wanted = {"Meta": {**meta, **owner.consul_meta}}
     if port is not None:
-        wanted["Port"] = registrationutil.validate_port(port, f"port of Consul service {name!r}")
+        wanted["Port"] = validationutil.port(port, "port")
     if address is not None:
-        wanted["Address"] = registrationutil.validate_address(
-            address, f"address of Consul service {name!r}")
+        wanted["Address"] = validationutil.address(address, "address")
     if tags is not None:
         wanted["Tags"] = list(tags)
     definitions = _check_ids(name, checks) if checks is not None else None

@@ -3,8 +3,9 @@ Consul ACL policies and tokens (Consul 1.4 and later) as idempotent states: what
 formula uses to give the agents a DNS token that may only read.
 
 Each object is marked as Salt's in its ``Description`` (it ends with ``[managed by salt]``);
-one of the same name (policy) or secret (token) without that mark is never changed. A token's
-secret is never reported: ``changes`` show its description and policies only.
+one of the same name (policy) or secret (token) without that mark is never changed. The whole
+object is compared (a policy's rules and datacenters; a token's description, policies, roles,
+service and node identities). A token's secret is never reported, in ``changes`` or comments.
 
 .. code-block:: yaml
 
@@ -83,7 +84,9 @@ def policy_present(name, rules, description="", url=None, token=None):
                           if policy.get("Name") == name), None)
             return consul.get_acl_policy(found["ID"]) if found else None
 
-        wanted = {"Name": name, "Description": _marked(description), "Rules": rules}
+        # Datacenters: a policy valid everywhere (a restriction added by hand is undone).
+        wanted = {"Name": name, "Description": _marked(description), "Rules": rules,
+                  "Datacenters": None}
         return statediffutil.Target(
             what=f"Consul ACL policy {name}",
             read=read,
@@ -99,7 +102,8 @@ def policy_present(name, rules, description="", url=None, token=None):
 def token_present(name, secret_id, policies, url=None, token=None):
     """
     The ACL token whose secret is ``secret_id`` exists, described as ``name`` and linked to
-    ``policies`` (names) exactly.
+    ``policies`` (names) exactly: no role, service identity or node identity either (one added
+    by hand is reported and removed).
 
     name
         What the token is for: its description (the ownership mark is appended)
@@ -118,17 +122,23 @@ def token_present(name, secret_id, policies, url=None, token=None):
             found = consul.get_acl_token_by_secret(secret_id)
             if found is None:
                 return None
+            # The whole of what grants the token anything, so that a link added by hand shows.
             return {
                 "AccessorID": found.get("AccessorID"),
                 "Description": found.get("Description") or "",
-                "Policies": sorted(link.get("Name") for link in found.get("Policies") or []),
+                **{field: sorted(link.get("Name") for link in found.get(field) or [])
+                   for field in ("Policies", "Roles")},
+                **{field: sorted(found.get(field) or [], key=repr)
+                   for field in ("ServiceIdentities", "NodeIdentities")},
             }
 
-        wanted = {"Description": _marked(name), "Policies": sorted(policies)}
+        wanted = {"Description": _marked(name), "Policies": sorted(policies), "Roles": [],
+                  "ServiceIdentities": [], "NodeIdentities": []}
 
         def write(current):
             body = {"SecretID": secret_id, "Description": wanted["Description"],
-                    "Policies": [{"Name": policy} for policy in wanted["Policies"]]}
+                    "Policies": [{"Name": policy} for policy in wanted["Policies"]],
+                    "Roles": [], "ServiceIdentities": [], "NodeIdentities": []}
             consul.put_acl_token(body, current["AccessorID"] if current else None)
 
         return statediffutil.Target(

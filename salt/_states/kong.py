@@ -53,7 +53,10 @@ def _basic_auth_hash(password, credential):
 
 
 # (last segment of the collection, field) -> stored form of a value, from the value and the entity.
-STORED_SECRETS = {("basic-auth", "password"): _basic_auth_hash}
+STORED_SECRETS = {
+    ("basic-auth", "password"): _basic_auth_hash,
+    ("key-auth", "key"): lambda key, credential: key,  # Kong keeps API keys as they are
+}
 
 
 def __virtual__():
@@ -134,8 +137,9 @@ def entity_present(name, collection, fields=None, secret_fields=None):
         The entity's fields (without ``tags``: the ownership tags are added)
     secret_fields
         Fields never reported as they are. A basic-auth ``password`` (stored hashed) is compared
-        through Kong's hash, so a changed password is rewritten; other secret fields are sent
-        when the entity is created only.
+        through Kong's hash and a key-auth ``key`` as Kong keeps it, so a changed one is
+        rewritten; other secret fields are sent when the entity is created only. Name a
+        credential whose endpoint key is its secret (key-auth) by an id (a UUID) instead.
     """
     return statediffutil.present(
         name, lambda: _target(name, collection, fields, secret_fields or ()), __opts__["test"])

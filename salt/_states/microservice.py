@@ -31,6 +31,7 @@ changed or deleted; a name that someone else holds is refused, with nothing writ
 """
 
 import registrationutil
+import validationutil
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "microservice"
@@ -78,9 +79,7 @@ def converged(name, services, only=None, deregister=False):
         only = [item.strip() for item in only.split(",") if item.strip()]
 
     def desired(settings):
-        specs = registrationutil.specs_from_pillar(
-            services or {}, settings.domain, settings.registries, only=only
-        )
+        specs = registrationutil.specs_from_pillar(services, settings, only=only)
         return {key: None for key in specs} if deregister else specs
 
     return _converge(name, desired)
@@ -109,9 +108,8 @@ def registered(name, port, instances=None, domain=None, gateway=True, marathon_a
         entry["marathon_app"] = marathon_app
 
     def desired(settings):
-        return registrationutil.specs_from_pillar(
-            {name: entry}, domain or settings.domain, settings.registries
-        )
+        return registrationutil.specs_from_pillar({name: entry}, settings, domain=domain,
+                                                  path="microservice.registered")
 
     return _converge(name, desired)
 
@@ -124,4 +122,4 @@ def absent(name):
     name
         The service name
     """
-    return _converge(name, lambda settings: {registrationutil.validate_name(name): None})
+    return _converge(name, lambda settings: {validationutil.dns_label(name, "name"): None})

@@ -53,6 +53,14 @@ class ConsulAPI:
         """``{service_id: definition}`` of every service on the agent."""
         return self.http.get("/v1/agent/services") or {}
 
+    def list_catalog_services(self):
+        """``{name: tags}`` of every service anywhere in the cluster (Consul's catalog)."""
+        return self.http.get("/v1/catalog/services") or {}
+
+    def catalog_service(self, name):
+        """Every instance of service ``name`` in the catalog, on any node (``[]``: none)."""
+        return self.http.get(f"/v1/catalog/service/{quote(name)}") or []
+
     def get_service(self, service_id):
         try:
             return self.http.get(f"/v1/agent/service/{quote(service_id)}")

@@ -13,14 +13,14 @@ An app opts in to registration through its labels (Marathon labels are strings);
 ``registry.service`` are left alone.
 
 ``registry.service`` (required)
-    The service name: one DNS label (``web``). It becomes ``web.<domain>`` in vulcand, Consul and
-    Kong. Several apps may carry the same name (blue/green): the service then has the tasks of
-    all of them.
+    The service name: one DNS label (``web``), not one of the platform's reserved names. It
+    becomes ``web.<domain>`` in vulcand, Consul and Kong. Several apps may carry the same name
+    (blue/green): the service then has the tasks of all of them.
 
 ``registry.port`` (optional)
-    The service port: the vulcand listener and the Consul service port. Defaults to the app's
-    Marathon service port (``portDefinitions[i].port`` or ``portMappings[i].servicePort``, which
-    Marathon assigns from 10000 up).
+    The service port: the vulcand listener and the Consul service port, in the platform's
+    listener range. Defaults to the app's Marathon service port (``portDefinitions[i].port`` or
+    ``portMappings[i].servicePort``, which Marathon assigns from 10000 up).
 
 ``registry.port-index`` (optional, default ``0``)
     Which of the task's ports the instances listen on (the index into the task's host ports, as
@@ -28,6 +28,8 @@ An app opts in to registration through its labels (Marathon labels are strings);
 
 ``registry.gateway`` (optional, default ``true``)
     Whether Kong routes ``<service>.<domain>`` to the service (``true``/``false``).
+
+Any other ``registry.*`` label is refused, as a misspelt one would otherwise be ignored.
 
 Which tasks are instances
 =========================
@@ -47,6 +49,8 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+
+import validationutil
 
 LABEL_SERVICE = "registry.service"
 LABEL_PORT = "registry.port"
@@ -73,7 +77,8 @@ EVENT_TYPES = (
     "deployment_failed",
 )
 
-_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+LABELS = (LABEL_SERVICE, LABEL_PORT, LABEL_PORT_INDEX, LABEL_GATEWAY)
+_BOOLEANS = {"true": True, "false": False}
 
 # Instance-era task ids (1.4+): <app>.<instance-|marathon-><uuid>.<container>[.<incarnation>],
 # where the container is "$anon" (1.4-1.7) or "_app" (1.8+). Legacy ids: <app>.<uuid> (or _).
@@ -146,44 +151,56 @@ class ServiceLabels:
     gateway: bool = True
 
 
-def service_labels(app):
+def service_labels(app, rules):
     """The :class:`ServiceLabels` of ``app``, or None when the app has not opted in.
 
-    Raises :class:`MarathonDataError` naming the app and label when a label is invalid.
+    ``rules`` (:class:`validationutil.PlatformRules`) say which service names and ports the
+    platform allows. Raises :class:`MarathonDataError` naming the app and label when a label is
+    invalid, a ``registry.*`` label unknown, the name reserved or the port outside the range.
     """
     labels = app.get("labels") or {}
     name = labels.get(LABEL_SERVICE)
     if name is None:
         return None
     app_id = app.get("id", "?")
-    if not isinstance(name, str) or not name.strip():
-        raise MarathonDataError(f"app {app_id}: label {LABEL_SERVICE} is empty")
-    port_index = _int_label(app_id, labels, LABEL_PORT_INDEX, 0, minimum=0)
-    port = _int_label(app_id, labels, LABEL_PORT, _service_port(app, port_index), minimum=1)
-    if port is None:
-        raise MarathonDataError(
-            f"app {app_id}: no {LABEL_PORT} label and no Marathon service port at index "
-            f"{port_index}"
-        )
-    gateway = str(labels.get(LABEL_GATEWAY, "true")).strip().lower()
-    if gateway not in _BOOLEANS:
-        raise MarathonDataError(
-            f"app {app_id}: label {LABEL_GATEWAY} must be true or false, not {gateway!r}"
-        )
-    return ServiceLabels(name.strip(), port, port_index, _BOOLEANS[gateway])
+
+    def path(label):
+        return f"app {app_id}: label {label}"
+
+    try:
+        unknown = sorted(label for label in labels
+                         if label.startswith("registry.") and label not in LABELS)
+        if unknown:
+            raise validationutil.Invalid(
+                f"app {app_id}", f"unknown label(s) {', '.join(unknown)} "
+                                 f"(allowed: {', '.join(sorted(LABELS))})")
+        rules.service_name(name, path(LABEL_SERVICE))
+        port_index = _int_label(labels, LABEL_PORT_INDEX, path(LABEL_PORT_INDEX), 0, 0, 1023)
+        port = _int_label(labels, LABEL_PORT, path(LABEL_PORT), _service_port(app, port_index),
+                          1, 65535)
+        if port is None:
+            raise validationutil.Invalid(
+                f"app {app_id}", f"no {LABEL_PORT} label and no Marathon service port at "
+                                 f"index {port_index}")
+        rules.service_port(port, path(LABEL_PORT) if LABEL_PORT in labels
+                           else f"app {app_id}: Marathon service port {port_index}")
+        gateway = labels.get(LABEL_GATEWAY, "true")
+        if gateway not in _BOOLEANS:
+            raise validationutil.Invalid(path(LABEL_GATEWAY),
+                                         f"expected true or false, not {gateway!r}")
+    except validationutil.Invalid as err:
+        raise MarathonDataError(str(err)) from None
+    return ServiceLabels(name, port, port_index, _BOOLEANS[gateway])
 
 
-def _int_label(app_id, labels, label, default, minimum):
+def _int_label(labels, label, path, default, minimum, maximum):
+    """A label holding a decimal integer (Marathon labels are strings)."""
     raw = labels.get(label)
     if raw is None:
         return default
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        value = None
-    if value is None or value < minimum or value > 65535:
-        raise MarathonDataError(f"app {app_id}: label {label} must be a port number, not {raw!r}")
-    return value
+    if not isinstance(raw, str) or not raw.isdigit():
+        raise validationutil.Invalid(path, f"expected a decimal integer, not {raw!r}")
+    return validationutil.integer(int(raw), path, minimum, maximum)
 
 
 def _service_port(app, port_index):

@@ -28,12 +28,15 @@ Stable API (the Marathon engine builds on it)
     listeners) in one read of vulcand's etcd (``platform:vulcand:etcd_url``; without the store,
     one listing per collection through vulcand's API, which has no bulk server listing: servers
     are then listed per owned backend, only for ``names`` when given). For a single name, its
-    objects are read by name instead, so one service costs the same however many exist.
+    objects are read by name instead, so one service costs the same however many exist. Also
+    the services of others anywhere in the cluster (Consul's catalog: the agent's listing, plus
+    one read per name only other nodes hold).
 
 ``plan(desired, snapshot, owner, prune_instances=True) -> Plan``
     A pure diff. ``desired`` is ``{name: ServiceSpec or None}``; None means absent. Only owned
-    objects of the names in ``desired`` are touched; a name held by someone else is reported
-    in ``Plan.conflicts`` and that service is left out of the plan. With
+    objects of the names in ``desired`` are touched; a name held by someone else (here or
+    anywhere in the catalog), or a port another service holds, is reported in
+    ``Plan.conflicts`` and that service is left out of the plan. With
     ``prune_instances=False`` servers missing from a spec are kept.
 
 ``apply(plan, registries, max_workers=8) -> ApplyResult``
@@ -65,9 +68,7 @@ What gets registered for a service ``web`` on port 10000 in domain ``service.con
 
 import concurrent.futures
 import contextlib
-import functools
 import heapq
-import ipaddress
 import logging
 import re
 import threading
@@ -75,6 +76,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import marathonutil
+import validationutil
 from apiclientutil import ConsulAPI, KongAPI, MarathonAPI, VulcandAPI, VulcandStore
 from httpclientutil import HTTPRequestError, NotFoundError
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -100,69 +102,12 @@ SETTINGS = {
     "platform:vulcand:etcd_prefix": "/vulcand",
     "platform:kong:admin_url": "http://kong.service.consul:8001",
     "platform:marathon:url": "http://marathon.service.consul:8080",
+    # Service ports: the vulcand listeners the security groups open to Kong. The same value as
+    # pillar/platform.sls, for the daemons that read no pillar (the engine on the master).
+    "platform:listener_ports": "10000-11000",
 }
 
 MANAGED_BY = "salt"
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-# Instance ids become vulcand server ids (etcd key segments): no "/" and nothing exotic.
-_INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,253}$")
-
-
-# -- validation -------------------------------------------------------------------------------
-
-
-def _check(condition, message):
-    if not condition:
-        raise SaltInvocationError(message)
-
-
-def validate_name(name, what="service name"):
-    _check(
-        isinstance(name, str) and _DNS_LABEL.match(name),
-        f"invalid {what} {name!r}: expected a DNS label (a-z, 0-9, '-', at most 63 characters)",
-    )
-    return name
-
-
-def validate_domain(domain):
-    _check(
-        isinstance(domain, str)
-        and len(domain) <= 253
-        and all(_DNS_LABEL.match(label) for label in domain.split(".")),
-        f"invalid domain {domain!r}: expected dot-separated DNS labels",
-    )
-    return domain
-
-
-def validate_port(port, what="port"):
-    _check(
-        isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535,
-        f"invalid {what} {port!r}: expected an integer from 1 to 65535",
-    )
-    return port
-
-
-@functools.lru_cache(maxsize=4096)  # a resync checks every task's address: agents' repeat
-def _ip_address(text):
-    return ipaddress.ip_address(text)
-
-
-def validate_address(address, what="address"):
-    """An IP address (not unspecified) or a host name."""
-    _check(isinstance(address, str) and address, f"invalid {what} {address!r}: empty")
-    try:
-        ip = _ip_address(address)
-    except ValueError:
-        _check(
-            len(address) <= 253
-            and all(_HOST_LABEL.match(label) for label in address.rstrip(".").split(".")),
-            f"invalid {what} {address!r}: expected an IP address or a host name",
-        )
-        return address
-    _check(not ip.is_unspecified, f"invalid {what} {address!r}: not a routable address")
-    return address
 
 
 # -- desired state ----------------------------------------------------------------------------
@@ -176,8 +121,8 @@ class Owner:
     source: str
 
     def __post_init__(self):
-        validate_name(self.cluster, "cluster identity")
-        validate_name(self.source, "registration source")
+        validationutil.dns_label(self.cluster, "platform:cluster")
+        validationutil.dns_label(self.source, "registration source")
 
     def __str__(self):
         return f"{self.cluster}/{self.source}"
@@ -238,25 +183,24 @@ class ServiceSpec:
     gateway: bool = True
 
     def __post_init__(self):
-        validate_name(self.name)
-        validate_port(self.port, f"port of service {self.name!r}")
-        validate_domain(self.domain)
-        what = f"of service {self.name!r}"
-        _check(isinstance(self.gateway, bool),
-               f"invalid gateway flag {self.gateway!r} {what}: expected a boolean")
-        _check(isinstance(self.instances, dict),
-               f"invalid instances {what}: expected a mapping id -> (address, port)")
+        # Front doors check their input with its key path first; this guards the core.
+        validationutil.dns_label(self.name, "service name")
+        what = f"service {self.name}"
+        validationutil.port(self.port, validationutil.child(what, "port"))
+        validationutil.domain(self.domain, validationutil.child(what, "domain"))
+        validationutil.boolean(self.gateway, validationutil.child(what, "gateway"))
         instances = {}
-        for instance_id, instance in self.instances.items():
-            what = f"instance {instance_id!r} of service {self.name!r}"
-            _check(isinstance(instance_id, str) and _INSTANCE_ID.match(instance_id),
-                   f"invalid {what}: ids are letters, digits, '.', '_' and '-'")
+        for instance_id, instance in validationutil.mapping_of(
+            self.instances, validationutil.child(what, "instances"),
+            validationutil.identifier, lambda value, path: value,
+        ).items():
+            path = validationutil.child(validationutil.child(what, "instances"), instance_id)
             if not isinstance(instance, Instance):
-                _check(isinstance(instance, (tuple, list)) and len(instance) == 2,
-                       f"invalid {what}: expected (address, port)")
+                if not isinstance(instance, (tuple, list)) or len(instance) != 2:
+                    raise validationutil.Invalid(path, "expected (address, port)")
                 instance = Instance(*instance)
-            validate_address(instance.address, f"address of {what}")
-            validate_port(instance.port, f"port of {what}")
+            validationutil.address(instance.address, validationutil.child(path, "address"))
+            validationutil.port(instance.port, validationutil.child(path, "port"))
             instances[instance_id] = instance
         object.__setattr__(self, "instances", instances)
 
@@ -400,11 +344,14 @@ class Snapshot:
     ``objects``: ``{Ref: comparable body}`` of the owner's objects.
     ``claims``: ``{(Kind, key): why it is not ours}`` of the objects that exist but belong to
     someone else, so that a plan can refuse to take them over.
+    ``catalog``: ``{name: [CatalogEntry]}`` of the Consul services, anywhere in the cluster,
+    that are not the owner's: the names and ports a plan must not take.
     """
 
     owner: Owner
     objects: dict = field(default_factory=dict)
     claims: dict = field(default_factory=dict)
+    catalog: dict = field(default_factory=dict)
 
     def service_objects(self, name):
         return self.by_service({name}).get(name, {})
@@ -457,11 +404,14 @@ def read_snapshot(registries, owner, names=None, max_workers=DEFAULT_MAX_WORKERS
         starting threads for every read); by default one of ``max_workers`` for this read
     """
     with _executor(pool, max_workers) as pool:
-        if names is not None and len(names) <= SCOPED_READ_MAX:
+        scoped = names is not None and len(names) <= SCOPED_READ_MAX
+        if scoped:
             listed, servers = _read_by_name(registries, sorted(names), pool), None
         else:
             listed, servers = _read_listings(registries, pool)
         snapshot = _classify(listed, owner)
+        snapshot.catalog = _read_catalog(
+            registries, owner, None if scoped else listed[CONSUL_SERVICE], pool)
         backends = sorted(
             ref.key for ref in snapshot.objects
             if ref.kind == VULCAND_BACKEND and (names is None or ref.key in names)
@@ -566,6 +516,43 @@ def _read_by_name(registries, names, pool):
                          hostname) for hostname in hostnames]
     listed[VULCAND_HOST] = [host.result() for host in hosts if host.result() is not None]
     return listed
+
+
+class CatalogEntry(NamedTuple):
+    """One instance of a service that is not the owner's, somewhere in the cluster."""
+
+    node: str  # None: on the agent the registrations go through
+    port: int
+    holder: str  # who registered it, in words
+
+    def __str__(self):
+        where = f"node {self.node}" if self.node else "the registrations' agent"
+        return f"Consul service on {where} (port {self.port}, {self.holder})"
+
+
+def _read_catalog(registries, owner, agent_services, pool):
+    """``{name: [CatalogEntry]}`` of the services of the whole cluster that are not the
+    owner's: the agent's own listing (read here unless given), plus one catalog read for each
+    name that the agent does not hold (the other nodes' services: few, the platform's own)."""
+    names = pool.submit(registries.consul.list_catalog_services)
+    if agent_services is None:
+        agent_services = list(registries.consul.list_services().values())
+    found = {}
+    for service in agent_services:
+        if not owner.owns_consul_service(service):
+            found.setdefault(service["Service"], []).append(
+                CatalogEntry(None, service.get("Port"), describe_consul_owner(service)))
+    on_agent = {service["Service"] for service in agent_services}
+    elsewhere = {name: pool.submit(registries.consul.catalog_service, name)
+                 for name in sorted(set(names.result()) - on_agent)}
+    for name, instances in elsewhere.items():
+        for instance in instances.result():
+            service = {"Meta": instance.get("ServiceMeta")}
+            if not owner.owns_consul_service(service):
+                found.setdefault(name, []).append(CatalogEntry(
+                    instance.get("Node"), instance.get("ServicePort"),
+                    describe_consul_owner(service)))
+    return found
 
 
 def _found_or_none(read, name):
@@ -693,6 +680,7 @@ def plan(desired, snapshot, owner, prune_instances=True):
     """The :class:`Plan` from ``snapshot`` to ``desired`` (``{name: ServiceSpec or None}``)."""
     result = Plan()
     current_by_service = snapshot.by_service(set(desired))
+    port_holders = _port_holders(desired, snapshot)
     for name in sorted(desired):
         spec = desired[name]
         wanted = desired_objects(spec, owner) if spec is not None else {}
@@ -706,6 +694,18 @@ def plan(desired, snapshot, owner, prune_instances=True):
                 f"service {name!r}: refusing to take over objects that are not ours: "
                 + "; ".join(sorted(taken))
             )
+            continue
+        if spec is not None and name in snapshot.catalog:
+            result.conflicts.append(
+                f"service {name!r}: the name is taken in Consul's catalog: "
+                + "; ".join(map(str, snapshot.catalog[name])))
+            continue
+        others = sorted(holder for holder in port_holders.get(spec.port if spec else None, ())
+                        if holder != name)
+        if others:
+            result.conflicts.append(
+                f"service {name!r}: port {spec.port} is already the port of "
+                + "; ".join(others))
             continue
         current = current_by_service.get(name, {})
         upserts, deletes = [], []
@@ -725,6 +725,20 @@ def plan(desired, snapshot, owner, prune_instances=True):
         deletes.sort(key=lambda change: (-KIND_ORDER.index(change.ref.kind), change.ref.key))
         result.steps += upserts + deletes
     return result
+
+
+def _port_holders(desired, snapshot):
+    """``{port: [who holds it]}``: the services of others anywhere in the cluster (the
+    platform's own daemons among them), and the services of ``desired`` (two of them may
+    not share a vulcand listener)."""
+    holders = {}
+    for name, entries in snapshot.catalog.items():
+        for entry in entries:
+            holders.setdefault(entry.port, []).append(f"{name} ({entry})")
+    for name, spec in desired.items():
+        if spec is not None:
+            holders.setdefault(spec.port, []).append(name)
+    return holders
 
 
 # -- apply ------------------------------------------------------------------------------------
@@ -988,16 +1002,15 @@ def converge(registries, owner, desired, prune_instances=True, test=False,
 
 # -- configuration ----------------------------------------------------------------------------
 
-PILLAR_SERVICE_KEYS = {"port", "instances", "marathon_app", "gateway", "absent"}
-
-
 @dataclass(frozen=True)
 class Settings:
-    """What a front door needs: the API clients, its owner mark and the default domain."""
+    """What a front door needs: the API clients, its owner mark, the default domain and the
+    platform's rules for service names and ports."""
 
     registries: Registries
     owner: Owner
     domain: str
+    rules: validationutil.PlatformRules
 
 
 def settings_values(config_get):
@@ -1027,44 +1040,43 @@ def configured(config_get, source, cache=None):
     return Settings(
         registries=configured_registries(config_get, cache),
         owner=Owner(values["platform:cluster"], source),
-        domain=validate_domain(values["platform:domain"]),
+        domain=validationutil.domain(values["platform:domain"], "platform:domain"),
+        rules=validationutil.PlatformRules(
+            validationutil.PortRange.parse(values["platform:listener_ports"])),
     )
 
 
-def specs_from_pillar(services, domain, registries=None, only=None):
-    """``{name: ServiceSpec or None}`` from the pillar ``services`` mapping (see pillar.example).
+def specs_from_pillar(services, settings, domain=None, only=None, path="services"):
+    """``{name: ServiceSpec or None}`` from the pillar ``services`` mapping (see pillar.example),
+    all of it checked before anything is read or written.
 
+    :param settings: the front door's :class:`Settings` (rules, domain; the Marathon client for
+        ``marathon_app`` entries, whose running, healthy tasks are instances)
+    :param domain: the services' domain (default: the platform's)
     :param only: names to keep (all when empty); an unknown name is an error
-    :param registries: needed for ``marathon_app`` entries (their running, healthy tasks are
-        the instances)
+    :param path: the key path of ``services`` in error messages
     """
-    _check(isinstance(services, dict), f"pillar services must be a mapping, not {services!r}")
-    names = sorted(services) if not only else list(only)
-    unknown = [name for name in names if name not in services]
-    _check(not unknown, f"unknown service(s) {', '.join(map(repr, unknown))}: not in pillar "
-                        f"services (known: {', '.join(sorted(services)) or 'none'})")
+    entries = validationutil.pillar_services(services, settings.rules, path)
+    names = sorted(entries) if not only else list(only)
+    unknown = [name for name in names if name not in entries]
+    if unknown:
+        raise SaltInvocationError(
+            f"unknown service(s) {', '.join(map(repr, unknown))}: not in pillar services "
+            f"(known: {', '.join(sorted(entries)) or 'none'})")
     desired = {}
     for name in names:
-        entry = services[name] or {}
-        validate_name(name)
-        _check(isinstance(entry, dict), f"services:{name}: expected a mapping, not {entry!r}")
-        extra = sorted(set(entry) - PILLAR_SERVICE_KEYS)
-        _check(not extra, f"services:{name}: unknown key(s) {', '.join(extra)} "
-                          f"(allowed: {', '.join(sorted(PILLAR_SERVICE_KEYS))})")
+        entry = entries[name]
         if entry.get("absent"):
             desired[name] = None
             continue
-        _check("port" in entry, f"services:{name}:port is required")
-        instances = {}
-        for instance_id, instance in (entry.get("instances") or {}).items():
-            _check(isinstance(instance, dict) and {"address", "port"} <= set(instance),
-                   f"services:{name}:instances:{instance_id}: expected address and port")
-            instances[str(instance_id)] = (instance["address"], instance["port"])
-        if entry.get("marathon_app"):
-            _check(registries is not None and registries.marathon is not None,
-                   f"services:{name}:marathon_app needs the Marathon URL (platform:marathon:url)")
-            app = registries.marathon.get_app(entry["marathon_app"])
+        instances = dict(entry["instances"])
+        if "marathon_app" in entry:
+            if settings.registries.marathon is None:
+                raise validationutil.Invalid(
+                    f"{path}:{name}:marathon_app", "needs the Marathon URL (platform:marathon:url)")
+            app = settings.registries.marathon.get_app(entry["marathon_app"])
             instances.update(marathonutil.instances_from_app(app))
-        desired[name] = ServiceSpec(name=name, port=entry["port"], domain=domain,
-                                    instances=instances, gateway=entry.get("gateway", True))
+        desired[name] = ServiceSpec(name=name, port=entry["port"],
+                                    domain=domain or settings.domain, instances=instances,
+                                    gateway=entry["gateway"])
     return desired

@@ -3,22 +3,15 @@
 {#- Exposes the Mesos and Marathon UIs through Kong (`mesos.<domain>`, `marathon.<domain>` on
     the proxy port), behind an authentication plugin with the consumers of pillar `gateway`.
     Without consumers the UIs are not opened, unless pillar says `gateway:auth: false`.
+    The whole of pillar `gateway` is checked first (microservice.gateway_settings): a wrong
+    key or type fails the render, naming the key, and nothing is written.
     Applied to the kong minion: salt kong state.apply gateway #}
 {%- set domain = salt['config.get']('platform:domain', 'service.consul') %}
-{%- set gateway = salt['pillar.get']('gateway', {}) %}
-{%- set auth = gateway.get('auth', 'basic-auth') %}
-{%- set consumers = gateway.get('consumers', {}) %}
-{%- set uis = gateway.get('uis', {'mesos': 5050, 'marathon': 8080}) %}
-{%- set secret = {'basic-auth': 'password', 'key-auth': 'key'} %}
-{%- if auth is not false and auth not in secret %}
-{{- raise("pillar gateway:auth must be basic-auth, key-auth or false, not " ~ auth) }}
-{%- endif %}
-{%- if auth and not consumers %}
-{{- raise("pillar gateway:consumers is empty: the Mesos and Marathon UIs would be open to "
-          "anyone. Add consumers with credentials, or set gateway:auth: false explicitly.") }}
-{%- endif %}
+{%- set gateway = salt['microservice.gateway_settings']() %}
+{%- set auth = gateway.auth %}
+{%- set credentials = salt['pillar.get']('gateway:consumers', {}) %}
 
-{%- for ui, port in uis | dictsort %}
+{%- for ui, port in gateway.uis | dictsort %}
 
 Kong service {{ ui }} is present:
   kong.entity_present:
@@ -50,11 +43,7 @@ Kong route {{ ui }} requires {{ auth }}:
 {%- endif %}
 {%- endfor %}
 {%- if auth %}
-{%- for consumer, credentials in consumers | dictsort %}
-{%- if not (credentials or {}).get(secret[auth]) %}
-{{- raise("pillar gateway:consumers:" ~ consumer ~ ":" ~ secret[auth] ~ " is required for "
-          ~ auth) }}
-{%- endif %}
+{%- for consumer, credential_id in gateway.consumers | dictsort %}
 
 Kong consumer {{ consumer }} is present:
   kong.entity_present:
@@ -70,13 +59,14 @@ Kong consumer {{ consumer }} has its {{ auth }} credential:
     - collection: consumers/{{ consumer }}/basic-auth
     - fields:
         username: {{ consumer }}
-        password: {{ credentials.password | json }}
+        password: {{ credentials[consumer].password | json }}
     - secret_fields: [password]
 {%- else %}
-    - name: {{ credentials.key | json }}
+    - name: {{ credential_id }}
     - collection: consumers/{{ consumer }}/key-auth
     - fields:
-        key: {{ credentials.key | json }}
+        key: {{ credentials[consumer].key | json }}
+    - secret_fields: [key]
 {%- endif %}
     - require:
       - Kong consumer {{ consumer }} is present

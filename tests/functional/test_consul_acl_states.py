@@ -49,7 +49,8 @@ def test_a_policy_is_created_once_as_predicted_and_updated_in_place(acl):
     created = acl.policy()
     assert created.result is True, created.comment
     assert created.changes == predicted.changes == {"old": None, "new": {
-        "Name": acl.name, "Description": "DNS lookups [managed by salt]", "Rules": DNS_RULES}}
+        "Name": acl.name, "Description": "DNS lookups [managed by salt]", "Rules": DNS_RULES,
+        "Datacenters": None}}
     assert acl.policy().changes == {}
 
     rules = DNS_RULES + 'query_prefix "" { policy = "read" }\n'
@@ -67,7 +68,8 @@ def test_a_token_is_created_with_its_secret_which_is_never_reported(acl):
     created = acl.token(secret)
     assert created.result is True, created.comment
     assert created.changes == predicted.changes == {"old": None, "new": {
-        "Description": "agents' DNS lookups [managed by salt]", "Policies": [acl.name]}}
+        "Description": "agents' DNS lookups [managed by salt]", "Policies": [acl.name],
+        "Roles": [], "ServiceIdentities": [], "NodeIdentities": []}}
     assert secret not in str(created.changes) + created.comment
     own = acl.request("GET", "/v1/acl/token/self", token=secret).json()
     assert [link["Name"] for link in own["Policies"]] == [acl.name]
@@ -89,3 +91,47 @@ def test_acl_objects_that_are_not_salts_are_refused(acl):
     acl.request("PUT", "/v1/acl/token", json={"SecretID": secret, "Description": "by hand"})
     assert acl.token(secret, policies=()).result is False
     assert acl.request("GET", "/v1/acl/token/self", token=secret).json()["Description"] == "by hand"
+
+
+def test_whatever_is_attached_to_a_token_by_hand_is_reported_and_removed(acl):
+    assert acl.policy().result is True
+    secret = str(uuid.uuid4())
+    assert acl.token(secret).result is True
+    own = acl.request("GET", "/v1/acl/token/self", token=secret).json()
+    role = f"admin-{acl.name}"
+    assert acl.request("PUT", "/v1/acl/role", json={
+        "Name": role, "Policies": [{"Name": "global-management"}]}).status_code == 200
+    hand_made = {**{key: own[key] for key in ("Description", "Policies")},
+                 "SecretID": secret, "Roles": [{"Name": role}],
+                 "ServiceIdentities": [{"ServiceName": "web"}],
+                 "NodeIdentities": [{"NodeName": "kong", "Datacenter": "dc1"}]}
+    reply = acl.request("PUT", f"/v1/acl/token/{own['AccessorID']}", json=hand_made)
+    assert reply.status_code == 200, reply.text
+
+    expected = {"Roles": {"old": [role], "new": []},
+                "ServiceIdentities": {"old": [{"ServiceName": "web"}], "new": []},
+                "NodeIdentities": {"old": [{"NodeName": "kong", "Datacenter": "dc1"}],
+                                   "new": []}}
+    predicted = acl.token(secret, test=True)
+    assert (predicted.result, predicted.changes) == (None, expected)
+    repaired = acl.token(secret)
+    assert (repaired.result, repaired.changes) == (True, expected), repaired.comment
+    assert secret not in str(repaired.changes) + repaired.comment + str(predicted.changes)
+    after = acl.request("GET", "/v1/acl/token/self", token=secret).json()
+    assert not (after.get("Roles") or after.get("ServiceIdentities")
+                or after.get("NodeIdentities"))
+    assert acl.token(secret).changes == {}
+
+
+def test_a_policy_restricted_to_a_datacenter_by_hand_is_made_global_again(acl):
+    assert acl.policy().result is True
+    policy = next(p for p in acl.request("GET", "/v1/acl/policies").json()
+                  if p["Name"] == acl.name)
+    full = acl.request("GET", f"/v1/acl/policy/{policy['ID']}").json()
+    reply = acl.request("PUT", f"/v1/acl/policy/{policy['ID']}", json={
+        **{key: full[key] for key in ("Name", "Description", "Rules")}, "Datacenters": ["dc2"]})
+    assert reply.status_code == 200, reply.text
+    repaired = acl.policy()
+    assert (repaired.result, repaired.changes) == (True, {"Datacenters": {"old": ["dc2"],
+                                                                          "new": None}})
+    assert acl.policy().changes == {}

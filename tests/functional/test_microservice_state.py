@@ -49,5 +49,6 @@ def test_absent_removes_what_registered_created(states, registry_loaders, testmo
 def test_a_bad_spec_fails_before_reading_anything(states, testmode):
     ret = states.microservice.registered("web", port="http", test=testmode)
     assert ret.result is False
-    assert ret.comment == "invalid port of service 'web' 'http': expected an integer from 1 to 65535"
+    assert ret.comment == ("microservice.registered:web:port: expected an integer from 1 to "
+                           "65535, not the string 'http'")
     assert ret.changes == {}

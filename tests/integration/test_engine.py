@@ -13,9 +13,9 @@ import time
 import pytest
 import requests
 
-from simulators.etcd import free_port
 from simulators.marathon import MarathonSimulator
 from tests.fixtures.marathon import MarathonHandle
+from tests.fixtures.ports import listener_port
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -224,7 +224,7 @@ def wait_converged(apps, registered, app_id, service, expected_count=None):
 
 def test_a_new_labelled_app_becomes_routable_through_kong(apps, registered, start_engine):
     engine = start_engine()
-    apps.create("/web", 3, free_port())
+    apps.create("/web", 3, listener_port())
     serving = wait_converged(apps, registered, "/web", "web", expected_count=3)
 
     assert registered.service_everywhere("web") == (True, True, True)
@@ -235,7 +235,7 @@ def test_a_new_labelled_app_becomes_routable_through_kong(apps, registered, star
 
 def test_scaling_up_and_down_registers_exactly_the_running_tasks(apps, registered, start_engine):
     start_engine()
-    apps.create("/web", 3, free_port())
+    apps.create("/web", 3, listener_port())
     wait_converged(apps, registered, "/web", "web", expected_count=3)
 
     apps.scale("/web", 5)
@@ -247,7 +247,7 @@ def test_scaling_up_and_down_registers_exactly_the_running_tasks(apps, registere
 
 def test_a_killed_task_is_removed(apps, registered, start_engine):
     start_engine()
-    apps.create("/web", 3, free_port())
+    apps.create("/web", 3, listener_port())
     before = wait_converged(apps, registered, "/web", "web", expected_count=3)
     victim = next(task["id"] for task in apps.tasks("/web"))
 
@@ -262,7 +262,7 @@ def test_an_unhealthy_task_is_removed_and_comes_back_when_healthy(
     apps, registered, start_engine, marathon_sim
 ):
     start_engine()
-    apps.create("/web", 3, free_port())
+    apps.create("/web", 3, listener_port())
     wait_converged(apps, registered, "/web", "web", expected_count=3)
     sick = apps.tasks("/web")[0]["id"]
     instance = sick.rsplit(".", 2)[0]
@@ -273,7 +273,7 @@ def test_an_unhealthy_task_is_removed_and_comes_back_when_healthy(
 
 def test_apps_without_health_checks_register_their_running_tasks(apps, registered, start_engine):
     start_engine()
-    apps.create("/web", 2, free_port(), health_checks=False)
+    apps.create("/web", 2, listener_port(), health_checks=False)
     wait_converged(apps, registered, "/web", "web", expected_count=2)
 
 
@@ -281,7 +281,7 @@ def test_unlabelled_apps_are_left_alone(apps, registered, start_engine):
     engine = start_engine()
     requests.post(f"{apps.url}/v2/apps", json={"id": "/plain", "cmd": "x", "instances": 1},
                   timeout=TIMEOUT).raise_for_status()
-    apps.create("/web", 1, free_port())
+    apps.create("/web", 1, listener_port())
     wait_converged(apps, registered, "/web", "web", expected_count=1)
     assert "plain" not in registered.consul_services()
     assert not engine.tags("change/plain")
@@ -289,7 +289,7 @@ def test_unlabelled_apps_are_left_alone(apps, registered, start_engine):
 
 def test_a_deleted_app_is_deregistered_everywhere(apps, registered, start_engine):
     start_engine()
-    apps.create("/web", 2, free_port())
+    apps.create("/web", 2, listener_port())
     wait_converged(apps, registered, "/web", "web", expected_count=2)
 
     apps.delete("/web")
@@ -302,8 +302,8 @@ def test_with_a_fifth_of_events_dropped_everything_converges_within_a_resync_per
 ):
     marathon_sim.set_event_faults(drop=0.2, duplicate=0.1, reorder=0.1, seed=7)
     start_engine()
-    apps.create("/web", 3, free_port())
-    apps.create("/api", 2, free_port())
+    apps.create("/web", 3, listener_port())
+    apps.create("/api", 2, listener_port())
     apps.settle()
     apps.scale("/web", 6)
     apps.scale("/api", 1)
@@ -319,7 +319,7 @@ def test_a_stream_cut_mid_burst_still_ends_converged(
     apps, registered, start_engine, marathon_sim
 ):
     engine = start_engine()
-    apps.create("/web", 2, free_port())
+    apps.create("/web", 2, listener_port())
     wait_converged(apps, registered, "/web", "web", expected_count=2)
 
     marathon_sim.cut_streams(after_events=3)
@@ -330,8 +330,8 @@ def test_a_stream_cut_mid_burst_still_ends_converged(
 
 def test_a_restarted_engine_leaves_no_duplicates_and_no_leaks(apps, registered, start_engine):
     first = start_engine()
-    apps.create("/web", 3, free_port())
-    apps.create("/api", 1, free_port())
+    apps.create("/web", 3, listener_port())
+    apps.create("/api", 1, listener_port())
     wait_converged(apps, registered, "/web", "web", expected_count=3)
     wait_converged(apps, registered, "/api", "api", expected_count=1)
     first.stop()
@@ -356,7 +356,7 @@ def test_a_leader_change_does_not_deregister_healthy_tasks(
     apps, registered, start_engine, marathon_sim
 ):
     engine = start_engine(health_grace=30)
-    apps.create("/web", 3, free_port())
+    apps.create("/web", 3, listener_port())
     serving = wait_converged(apps, registered, "/web", "web", expected_count=3)
     resyncs = engine.registrar.resyncs
 
@@ -373,7 +373,7 @@ def test_services_from_pillar_and_from_the_engine_never_fight(
     apps, registered, start_engine, platform
 ):
     pillar_owner = registrationutil.Owner(platform.owner.cluster, "pillar")
-    pillar_port = free_port()
+    pillar_port = listener_port()
     legacy = registrationutil.ServiceSpec(
         "legacy", pillar_port, instances={"one": ("127.0.0.1", 9)}
     )
@@ -381,8 +381,8 @@ def test_services_from_pillar_and_from_the_engine_never_fight(
     assert outcome.result, outcome.comment()
 
     engine = start_engine()
-    apps.create("/web", 1, free_port())
-    apps.create("/legacy", 1, free_port())  # claims the pillar service's name
+    apps.create("/web", 1, listener_port())
+    apps.create("/legacy", 1, listener_port())  # claims the pillar service's name
     wait_converged(apps, registered, "/web", "web", expected_count=1)
     wait_for(lambda: any("refusing" in data["error"] for tag, data in engine.events
                          if tag.endswith("/error")), "the conflict to be reported")
@@ -407,12 +407,41 @@ def test_the_engine_starts_with_one_resync(apps, registered, start_engine):
     assert engine.registrar.resyncs == 1
 
 
+def test_an_app_with_a_reserved_name_or_a_platform_port_is_registered_nowhere(
+    apps, registered, start_engine
+):
+    engine = start_engine()
+    apps.create("/kong", 1, listener_port())  # registry.service: kong
+    apps.create("/api", 1, 8080, **{"registry.service": "api"})  # Marathon's own port
+    apps.create("/web", 1, listener_port())
+    wait_converged(apps, registered, "/web", "web", expected_count=1)
+
+    def reported_invalid():
+        return {data["app"]: data for tag, data in list(engine.events)
+                if tag == "marathon/registrar/invalid"}
+
+    wait_for(lambda: reported_invalid().keys() >= {"/kong", "/api"}, "both apps reported")
+    invalid = reported_invalid()
+    assert invalid["/kong"]["reason"].startswith(
+        "app /kong: label registry.service: 'kong' is reserved for the platform's own services")
+    assert invalid["/api"]["reason"] == (
+        "app /api: label registry.port: 8080 is outside the platform's listener ports "
+        "10000-11000 (platform:listener_ports)")
+    assert sorted(registered.consul_services()) == ["web"]
+    assert sorted(registered.kong_names("services")) == ["web"]
+    for kind in ("backends", "listeners"):
+        ids = [item["Id"] for item in requests.get(
+            f"{registered.vulcand.url}/v2/{kind}", timeout=TIMEOUT).json()[kind.capitalize()] or []]
+        assert ids == ["web"], (kind, ids)
+    assert not [tag for tag in engine.tags("change/") if not tag.endswith("/web")]
+
+
 def test_a_registry_answering_5xx_is_retried_until_converged(
     apps, registered, start_engine, vulcand_sim
 ):
     engine = start_engine()
     vulcand_sim.faults.fail(count=None, status=503, path="/servers")
-    apps.create("/web", 2, free_port())
+    apps.create("/web", 2, listener_port())
     wait_for(lambda: engine.tags("error"), "the failure to be reported")
     vulcand_sim.faults.clear()
     wait_converged(apps, registered, "/web", "web", expected_count=2)
@@ -427,7 +456,7 @@ def test_only_the_lock_holder_acts(apps, registered, start_engine, platform):
     first = locked_engine()
     wait_for(lambda: first.tags("lock/acquired"), "the first engine to take the lock")
     second = locked_engine()
-    apps.create("/web", 2, free_port())
+    apps.create("/web", 2, listener_port())
     wait_converged(apps, registered, "/web", "web", expected_count=2)
     assert not second.tags(), "the standby engine must not act"
 
@@ -443,7 +472,7 @@ def test_legacy_task_ids_are_registered_too(consul_clean, kong_clean, vulcand_cl
         engine = Engine(engine_platform(consul_clean, kong_clean, vulcand_clean, legacy.url))
         try:
             apps = Apps(MarathonHandle(legacy.url, legacy))
-            apps.create("/web", 2, free_port())
+            apps.create("/web", 2, listener_port())
             wait_for(lambda: len(apps.tasks("/web")) == 2, "two tasks")
             expected = {
                 task["id"]: f"http://{task['host']}:{task['ports'][0]}"

@@ -5,8 +5,8 @@ import time
 import pytest
 import requests
 
-from simulators.etcd import free_port
 from tests.conftest import REPO_ROOT, repo_config, repo_paths
+from tests.fixtures.ports import listener_port
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def test_the_engine_in_a_master_registers_an_app_and_announces_it(
     )
     assert matched.found_all_events, matched.missed
 
-    port = free_port()
+    port = listener_port()
     definition = {
         "id": "/salted",
         "cmd": "python3 -m simulators.webapp",

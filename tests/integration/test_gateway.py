@@ -1,5 +1,7 @@
 """The `gateway` SLS: the Mesos and Marathon UIs behind Kong, with authentication."""
 
+import time
+
 import pytest
 import requests
 
@@ -42,7 +44,7 @@ def test_the_uis_are_not_opened_without_credentials(gateway, salt_call_cli):
     gateway()
     ret = apply(salt_call_cli)
     assert ret.returncode != 0
-    assert "pillar gateway:consumers is empty: the Mesos and Marathon UIs would be open" \
+    assert "gateway:consumers: is empty: the Mesos and Marathon UIs would be open" \
         in str(ret.data)
     assert requests.get(f"{gateway.kong.admin_url}/services", timeout=10).json()["data"] == []
 
@@ -110,3 +112,57 @@ def test_a_kong_service_of_someone_else_is_not_taken_over(gateway, salt_call_cli
         == mesos["comment"]
     service = requests.get(f"{gateway.kong.admin_url}/services/mesos", timeout=10).json()
     assert service["host"] == "elsewhere.example"
+
+
+@pytest.mark.parametrize(
+    "gateway_pillar, message",
+    [
+        ({"auth": "false"}, "gateway:auth: expected one of 'basic-auth', 'key-auth', False, "
+                            "not the string 'false'"),
+        ({"consumers": {"ops": {"pasword": "s3cret"}}},
+         "gateway:consumers:ops: unknown key(s) pasword (allowed: password)"),
+        ({"consumers": ["ops"]}, "gateway:consumers: expected a mapping, not ['ops']"),
+        ({"auth": False, "uis": {"mesos": "5050"}},
+         "gateway:uis:mesos: expected an integer from 1 to 65535, not the string '5050'"),
+    ],
+)
+def test_a_wrong_gateway_pillar_is_refused_and_nothing_is_written(
+    gateway, salt_call_cli, gateway_pillar, message
+):
+    gateway(**gateway_pillar)
+    ret = apply(salt_call_cli)
+    assert ret.returncode != 0
+    assert message in str(ret.data)
+    for collection in ("services", "routes", "consumers", "plugins"):
+        assert requests.get(f"{gateway.kong.admin_url}/{collection}",
+                            timeout=10).json()["data"] == []
+
+
+def test_an_api_key_is_in_no_state_name_output_or_event(
+    gateway, salt_cli, salt_master, salt_minion, event_listener
+):
+    key = "k3y-4uth-s3cret-value"
+    gateway(auth="key-auth", consumers={"ops": {"key": key}})
+    started = time.time()
+    ret = salt_cli.run("state.apply", "gateway", minion_tgt=salt_minion.id)
+    assert ret.returncode == 0, ret
+    assert len(ret.data) == 8 and all(state["result"] is True for state in ret.data.values())
+    assert key not in str(ret.data)
+    assert through_kong(gateway.kong, "mesos").status_code == 401
+    reply = requests.get(f"{gateway.kong.proxy_url}/", timeout=10,
+                         headers={"Host": "mesos.service.consul", "apikey": key})
+    assert reply.status_code == 200
+
+    # A new key is rewritten, and reported without either value.
+    gateway(auth="key-auth", consumers={"ops": {"key": key + "-2"}})
+    rotated = salt_cli.run("state.apply", "gateway", minion_tgt=salt_minion.id)
+    changed = {sid: state["changes"] for sid, state in rotated.data.items() if state["changes"]}
+    assert list(changed.values()) == [{"key": {"old": "<another value>", "new": "<as given>"}}]
+    assert key not in str(rotated.data)
+
+    returns = event_listener.wait_for_events(
+        [(salt_master.id, f"salt/job/*/ret/{salt_minion.id}")],
+        after_time=started, timeout=30)
+    assert returns.found_all_events, returns.missed
+    events = event_listener.get_events([(salt_master.id, "*")], after_time=started)
+    assert events and not [event.tag for event in events if key in str(event.data)]

@@ -14,6 +14,7 @@ import requests
 
 from simulators.etcd import free_port
 from simulators.webapp import WebApps
+from tests.fixtures.ports import listener_port
 
 pytestmark = pytest.mark.slow
 
@@ -104,8 +105,8 @@ def web_service(instances, port):
 
 
 def test_apply_registers_only_the_named_service_and_is_idempotent(platform, instances):
-    port = free_port()
-    platform.write_pillar({**web_service(instances, port), "api": {"port": free_port()}})
+    port = listener_port()
+    platform.write_pillar({**web_service(instances, port), "api": {"port": listener_port()}})
 
     ret = platform.apply(service="web")
     assert ret["result"] is True, ret["comment"]
@@ -131,8 +132,8 @@ def test_apply_registers_only_the_named_service_and_is_idempotent(platform, inst
 
 
 def test_apply_without_a_service_converges_every_service(platform, instances):
-    platform.write_pillar({**web_service(instances, free_port()),
-                           "api": {"port": free_port(), "gateway": False}})
+    platform.write_pillar({**web_service(instances, listener_port()),
+                           "api": {"port": listener_port(), "gateway": False}})
     ret = platform.apply()
     assert ret["result"] is True, ret["comment"]
     assert sorted(ret["changes"]) == ["api", "web"]
@@ -143,7 +144,7 @@ def test_apply_without_a_service_converges_every_service(platform, instances):
 def test_test_mode_predicts_a_pillar_change_exactly_and_writes_nothing(
     platform, instances, webapps
 ):
-    port = free_port()
+    port = listener_port()
     platform.write_pillar(web_service(instances, port))
     assert platform.apply()["result"] is True
 
@@ -166,7 +167,7 @@ def test_test_mode_predicts_a_pillar_change_exactly_and_writes_nothing(
 
 
 def test_removing_an_instance_removes_exactly_that_server(platform, instances):
-    port = free_port()
+    port = listener_port()
     platform.write_pillar(web_service(instances, port))
     assert platform.apply()["result"] is True
 
@@ -181,7 +182,7 @@ def test_removing_an_instance_removes_exactly_that_server(platform, instances):
 
 def test_microservice_functions_behave_like_the_seed_scripts(platform, instances):
     platform.write_pillar({})
-    port = free_port()
+    port = listener_port()
 
     ret = platform.call("register_service", "web", port)
     assert ret.returncode == 0, ret
@@ -222,10 +223,36 @@ def test_registering_an_instance_of_an_unknown_service_is_an_error(platform):
     [
         ({"web": {"port": 10000}}, {"service": "nope"},
          "unknown service(s) 'nope': not in pillar services (known: web)"),
-        ({"web": {"port": 70000}}, {}, "invalid port of service 'web' 70000"),
-        ({"web_1": {"port": 10000}}, {}, "invalid service name 'web_1'"),
+        ({"web": {"port": 70000}}, {},
+         "services:web:port: expected an integer from 1 to 65535, not 70000"),
+        ({"web_1": {"port": 10000}}, {}, "services:web_1: expected a DNS label"),
         ({"web": {"port": 10000, "instances": {"w1": {"address": "0.0.0.0", "port": 1}}}}, {},
-         "invalid address of instance 'w1' of service 'web' '0.0.0.0'"),
+         "services:web:instances:w1:address: '0.0.0.0' is not a routable address"),
+        # Ports of platform daemons (Marathon's API, etcd) are outside the listener range.
+        ({"web": {"port": 8080}}, {}, "services:web:port: 8080 is outside the platform's "
+                                      "listener ports 10000-11000 (platform:listener_ports)"),
+        ({"web": {"port": 2379}}, {}, "services:web:port: 2379 is outside the platform's "
+                                      "listener ports 10000-11000"),
+        ({"kong": {"port": 10000}}, {}, "services:kong: 'kong' is reserved for the platform's "
+                                        "own services (reserved: consul, "),
+        ({"consul": {"port": 10000}}, {}, "services:consul: 'consul' is reserved"),
+        ({"web": {"port": 10000, "gateway": "false"}}, {},
+         "services:web:gateway: expected a boolean (true or false), not the string 'false'"),
+        ({"web": {"port": "10000"}}, {},
+         "services:web:port: expected an integer from 1 to 65535, not the string '10000'"),
+        ({"web": [10000]}, {}, "services:web: expected a mapping, not [10000]"),
+        (["web"], {}, "services: expected a mapping, not ['web']"),
+        ({"web": {"port": 10000, "instances": ["127.0.0.1:80"]}}, {},
+         "services:web:instances: expected a mapping, not ['127.0.0.1:80']"),
+        ({"web": {"port": 10000, "instances": {"w1": {"address": "127.0.0.1", "port": 80,
+                                                      "weight": 1}}}}, {},
+         "services:web:instances:w1: unknown key(s) weight (allowed: address, port)"),
+        ({"web": {"port": 10000, "instances": {"w1": {"address": "web..local", "port": 80}}}},
+         {}, "services:web:instances:w1:address: expected an IP address or a host name"),
+        # The whole pillar is checked, even for one service.
+        ({"web": {"port": 10000}, "api": {"port": 10001, "prot": 1}}, {"service": "web"},
+         "services:api: unknown key(s) prot (allowed: absent, gateway, instances, "
+         "marathon_app, port)"),
     ],
 )
 def test_bad_input_is_refused_before_anything_is_written(platform, services, pillar, message):
@@ -234,13 +261,117 @@ def test_bad_input_is_refused_before_anything_is_written(platform, services, pil
     assert ret["result"] is False
     assert message in ret["comment"]
     assert ret["changes"] == {}
+    assert_nothing_registered(platform)
+
+
+def assert_nothing_registered(platform):
     assert platform.consul_services() == {} and platform.vulcand_ids("backends") == []
+    assert platform.vulcand_ids("listeners") == [] and platform.kong_names("services") == []
+
+
+def test_absent_false_as_a_string_deregisters_nothing(platform, instances):
+    port = listener_port()
+    platform.write_pillar(web_service(instances, port))
+    assert platform.apply()["result"] is True
+
+    platform.write_pillar({"web": {"absent": "false", "port": port}})
+    ret = platform.apply()
+    assert (ret["result"], ret["changes"]) == (False, {})
+    assert ret["comment"] == ("services:web:absent: expected a boolean (true or false), "
+                              "not the string 'false'")
+    assert sorted(platform.consul_services()) == ["web"]
+    assert sorted(platform.vulcand_servers()) == ["web1", "web2"]
+    assert platform.through_gateway(2) == {"web1": 1, "web2": 1}
+
+
+@pytest.fixture
+def register_elsewhere(platform):
+    """``register_elsewhere(name, port, node)``: a service on another node of the cluster, in
+    the catalog and not on the agent; the nodes are removed afterwards (a real Consul keeps
+    them)."""
+    nodes = []
+
+    def register(name, port, node):
+        nodes.append(node)
+        reply = platform.consul.request("PUT", "/v1/catalog/register", json={
+            "Node": node, "Address": "127.0.0.2", "Service": {"Service": name, "Port": port}})
+        assert reply.status_code == 200, reply.text
+
+    yield register
+    for node in nodes:
+        platform.consul.request("PUT", "/v1/catalog/deregister", json={"Node": node})
+
+
+@pytest.mark.parametrize(
+    "elsewhere, port, platform_pillar, message",
+    [
+        # A name registered on another node of the cluster is not free.
+        (("web", 10500, "slave0"), 10600, {},
+         "service 'web': the name is taken in Consul's catalog: Consul service on node slave0 "
+         "(port 10500, not registered by Salt)"),
+        # An operator widened the range over Marathon's port: its Consul service still holds it.
+        (("marathon", 8080, "master"), 8080, {"listener_ports": "8000-11000"},
+         "service 'web': port 8080 is already the port of marathon (Consul service on node "
+         "master (port 8080, not registered by Salt))"),
+    ],
+)
+def test_names_and_ports_held_anywhere_in_the_cluster_are_refused(
+    platform, register_elsewhere, elsewhere, port, platform_pillar, message
+):
+    register_elsewhere(*elsewhere)
+    platform.write_pillar({"web": {"port": port}}, **platform_pillar)
+    ret = platform.apply()
+    assert (ret["result"], ret["changes"]) == (False, {})
+    assert message in ret["comment"]
+    assert_nothing_registered(platform)
+
+
+def test_microservice_plan_reads_the_pillar_on_salt_3008(platform, instances):
+    """Salt 3008 masks what pillar.get returns to a module: the plan must still see ports."""
+    port = listener_port()
+    platform.write_pillar(web_service(instances, port))
+    ret = platform.call("plan")
+    assert ret.returncode == 0, ret
+    assert ret.data["web"]["consul service web"]["new"]["Port"] == port
+    assert ret.data["web"]["vulcand server web/web1"] == {
+        "old": None, "new": {"URL": f"http://127.0.0.1:{instances['web1']['port']}"}}
+    assert ret.data == platform.call("plan", "web").data
+    assert_nothing_registered(platform)
+
+    platform.write_pillar({"web": {"port": 8080}})
+    ret = platform.call("plan")
+    assert ret.returncode != 0
+    assert "services:web:port: 8080 is outside the platform's listener ports" in ret.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("register_service", "kong", 10000), "name: 'kong' is reserved for the platform's"),
+        (("register_service", "web", 8080),
+         "port: 8080 is outside the platform's listener ports 10000-11000"),
+        (("register_service", "web", 10000, 'gateway="false"'),
+         "gateway: expected a boolean (true or false), not the string 'false'"),
+        (("register_service", "web", '"10000"'),
+         "port: expected an integer from 1 to 65535, not the string '10000'"),
+        (("register_instance", "web", "w1", "10.0.0.999", 80),
+         "address: expected an IP address or a host name, not '10.0.0.999'"),
+    ],
+)
+def test_bad_arguments_of_the_functions_are_refused_and_nothing_is_written(
+    platform, args, message
+):
+    platform.write_pillar({})
+    ret = platform.call(*args)
+    assert ret.returncode != 0
+    assert message in ret.stderr
+    assert_nothing_registered(platform)
 
 
 def test_a_registry_answering_500_gives_a_clear_error_and_the_next_run_converges(
     platform, instances, kong_sim
 ):
-    platform.write_pillar(web_service(instances, free_port()))
+    platform.write_pillar(web_service(instances, listener_port()))
     kong_sim.faults.fail(count=None, status=500, path=r"^/services/web/routes")
     ret = platform.apply()
     assert ret["result"] is False
@@ -259,7 +390,7 @@ def test_a_registry_answering_500_gives_a_clear_error_and_the_next_run_converges
 
 def test_a_registry_that_is_down_gives_a_clear_error(platform, instances):
     down = f"http://127.0.0.1:{free_port()}"
-    platform.write_pillar(web_service(instances, free_port()), vulcand={"url": down})
+    platform.write_pillar(web_service(instances, listener_port()), vulcand={"url": down})
     ret = platform.apply()
     assert ret["result"] is False
     assert f"vulcand: GET {down}/v2/" in ret["comment"] and "failed" in ret["comment"]
@@ -278,7 +409,7 @@ def test_objects_not_created_by_the_project_survive_every_clean_up(platform, ins
     requests.put(f"{platform.kong.admin_url}/services/legacy",
                  json={"url": "http://legacy.example:80"}, timeout=10)
 
-    services = {**web_service(instances, free_port()), "shop": {"port": 10005},
+    services = {**web_service(instances, listener_port()), "shop": {"port": 10005},
                 "legacy": {"port": 10006}, "mesos": {"absent": True}}
     platform.write_pillar(services)
     ret = platform.apply()
@@ -290,7 +421,7 @@ def test_objects_not_created_by_the_project_survive_every_clean_up(platform, ins
     assert "vulcand backend legacy exists and is not registered by showcase/pillar" \
         in ret["comment"]
 
-    platform.write_pillar({**web_service(instances, free_port()), "mesos": {"absent": True}})
+    platform.write_pillar({**web_service(instances, listener_port()), "mesos": {"absent": True}})
     assert platform.apply()["result"] is True
     services.pop("mesos")
     platform.write_pillar(services)
@@ -319,7 +450,7 @@ def test_marathon_app_tasks_are_the_instances(platform, marathon_clean):
     assert reply.status_code == 201, reply.text
     tasks = wait_for_running_tasks(marathon_clean, "/web", 2)
 
-    platform.write_pillar({"web": {"port": free_port(), "marathon_app": "/web"}},
+    platform.write_pillar({"web": {"port": listener_port(), "marathon_app": "/web"}},
                           marathon={"url": marathon_clean.url})
     ret = platform.apply()
     assert ret["result"] is True, ret["comment"]

@@ -622,6 +622,27 @@ def test_acl_tokens_are_read_with_their_own_secret(api, consul_clean):
     assert missing.status_code == 400
 
 
+def test_acl_tokens_carry_roles_and_identities_which_are_left_out_when_empty(api):
+    name = f"ops-{uuid.uuid4().hex[:8]}"
+    role = api("PUT", "/v1/acl/role", {"Name": name, "Policies": [{"Name": "global-management"}]})
+    assert role.status_code == 200, role.text
+    assert role.json()["Policies"] == [{"ID": "00000000-0000-0000-0000-000000000001",
+                                        "Name": "global-management"}]
+    duplicate = api("PUT", "/v1/acl/role", {"Name": name})
+    assert (duplicate.status_code, duplicate.text) == (500, f'Invalid Role: A Role with Name "{name}" already exists')
+    token = api("PUT", "/v1/acl/token", {
+        "Roles": [{"Name": name}], "ServiceIdentities": [{"ServiceName": "web"}],
+        "NodeIdentities": [{"NodeName": "kong", "Datacenter": "dc1"}]}).json()
+    assert token["Roles"] == [{"ID": role.json()["ID"], "Name": name}]
+    assert token["ServiceIdentities"] == [{"ServiceName": "web"}]
+    assert token["NodeIdentities"] == [{"NodeName": "kong", "Datacenter": "dc1"}]
+    cleared = api("PUT", f"/v1/acl/token/{token['AccessorID']}", {"Roles": [], "NodeIdentities": []}).json()
+    assert not {"Roles", "ServiceIdentities", "NodeIdentities"} & set(cleared)
+    assert api("PUT", "/v1/acl/token", {"Roles": [{"Name": "no-such-role"}]}).status_code == 400
+    no_datacenter = api("PUT", "/v1/acl/token", {"NodeIdentities": [{"NodeName": "kong"}]})
+    assert no_datacenter.status_code == 400
+
+
 def test_acl_objects_need_the_management_token(consul_sim):
     if consul_sim.token is None:
         pytest.skip("needs ACLs")

@@ -8,6 +8,7 @@ from salt.exceptions import SaltInvocationError
 import httpclientutil
 import marathon_registrar
 import registrationutil
+import validationutil
 from registrationutil import CONSUL_SERVICE, VULCAND_SERVER, Owner, Ref
 
 OWNER = Owner("test", marathon_registrar.SOURCE)
@@ -88,6 +89,7 @@ def registrar(marathon, **options):
         registries=registrationutil.Registries(None, None, None, marathon=marathon),
         owner=OWNER,
         domain="service.consul",
+        rules=validationutil.PlatformRules(validationutil.PortRange(10000, 11000)),
     )
     events = []
     engine = marathon_registrar.Registrar(
@@ -141,7 +143,7 @@ def test_an_app_with_invalid_labels_leaves_its_service_alone(recorder):
     assert engine.resync()
     assert recorder.steps() == set()
     invalid = [data for tag, data in events if tag == "marathon/registrar/invalid"]
-    reason = "app /web: label registry.port must be a port number, not 'not-a-port'"
+    reason = "app /web: label registry.port: expected a decimal integer, not 'not-a-port'"
     assert invalid == [{"app": "/web", "service": "web", "reason": reason}]
 
 

@@ -6,12 +6,15 @@ import pytest
 
 
 import marathonutil
+import validationutil
 from marathonutil import (
     HealthGrace,
     MarathonDataError,
     ServerSentEvent,
     ServiceLabels,
 )
+
+RULES = validationutil.PlatformRules(validationutil.PortRange(10000, 11000))
 
 UUID = "4f1c3a52-7714-11e7-a55c-5ecf1c4671f6"
 
@@ -70,10 +73,10 @@ def app(labels=None, **fields):
         (
             app(
                 {
-                    "registry.service": " web ",
+                    "registry.service": "web",
                     "registry.port": "10001",
                     "registry.port-index": "1",
-                    "registry.gateway": "False",
+                    "registry.gateway": "false",
                 }
             ),
             ServiceLabels("web", 10001, 1, False),
@@ -98,26 +101,45 @@ def app(labels=None, **fields):
     ],
 )
 def test_service_labels(definition, expected):
-    assert marathonutil.service_labels(definition) == expected
+    assert marathonutil.service_labels(definition, RULES) == expected
 
 
 @pytest.mark.parametrize(
     "labels, fields, message",
     [
-        ({"registry.service": ""}, {}, "label registry.service is empty"),
+        ({"registry.service": ""}, {}, "label registry.service: expected a DNS label"),
+        ({"registry.service": " web "}, {}, "label registry.service: expected a DNS label"),
         ({"registry.service": "web"}, {}, "no registry.port label"),
         ({"registry.service": "web"}, {"portDefinitions": [{"port": 0}]}, "no registry.port label"),
-        ({"registry.service": "web", "registry.port": "http"}, {}, "label registry.port must be"),
-        ({"registry.service": "web", "registry.port": "70000"}, {}, "label registry.port must be"),
-        ({"registry.service": "web", "registry.port": "1", "registry.port-index": "-1"}, {},
-         "label registry.port-index must be"),
-        ({"registry.service": "web", "registry.port": "1", "registry.gateway": "maybe"}, {},
-         "label registry.gateway must be true or false"),
+        ({"registry.service": "web", "registry.port": "http"}, {},
+         "label registry.port: expected a decimal integer, not 'http'"),
+        ({"registry.service": "web", "registry.port": "70000"}, {},
+         "label registry.port: expected an integer from 1 to 65535, not 70000"),
+        ({"registry.service": "web", "registry.port": "10000", "registry.port-index": "-1"}, {},
+         "label registry.port-index: expected a decimal integer, not '-1'"),
+        ({"registry.service": "web", "registry.port": "10000", "registry.gateway": "maybe"}, {},
+         "label registry.gateway: expected true or false, not 'maybe'"),
+        ({"registry.service": "web", "registry.port": "10000", "registry.gateway": "False"}, {},
+         "label registry.gateway: expected true or false, not 'False'"),
+        ({"registry.service": "web", "registry.port": "10000", "registry.prot": "10001"}, {},
+         "unknown label(s) registry.prot (allowed: registry.gateway, registry.port, "
+         "registry.port-index, registry.service)"),
+        # The platform's rules: its own names, and only the listener range for service ports.
+        ({"registry.service": "kong", "registry.port": "10000"}, {},
+         "label registry.service: 'kong' is reserved for the platform's own services"),
+        ({"registry.service": "consul", "registry.port": "10000"}, {},
+         "label registry.service: 'consul' is reserved"),
+        ({"registry.service": "web", "registry.port": "8080"}, {},
+         "label registry.port: 8080 is outside the platform's listener ports 10000-11000"),
+        ({"registry.service": "web"}, {"portDefinitions": [{"port": 2379}]},
+         "Marathon service port 0: 2379 is outside the platform's listener ports 10000-11000"),
     ],
 )
 def test_invalid_labels_name_the_app_and_label(labels, fields, message):
-    with pytest.raises(MarathonDataError, match=f"app /web: {message}"):
-        marathonutil.service_labels(app(labels, **fields))
+    with pytest.raises(MarathonDataError) as err:
+        marathonutil.service_labels(app(labels, **fields), RULES)
+    assert str(err.value).startswith("app /web: ")
+    assert message in str(err.value)
 
 
 # -- tasks -> instances -----------------------------------------------------------------------

@@ -1,12 +1,15 @@
 """registrationutil: specs, snapshot, plan and apply, without any server."""
 
+import concurrent.futures
 import threading
 
 import pytest
+import salt.utils.yaml
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 
 import registrationutil as reg
+import validationutil
 
 OWNER = reg.Owner("showcase", "pillar")
 ENGINE = reg.Owner("showcase", "marathon")
@@ -44,24 +47,28 @@ def steps(plan):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"name": "Web", "port": 1}, "invalid service name 'Web'"),
-        ({"name": "web_1", "port": 1}, "invalid service name 'web_1'"),
-        ({"name": "-web", "port": 1}, "invalid service name '-web'"),
-        ({"name": "web", "port": 0}, "invalid port of service 'web' 0"),
-        ({"name": "web", "port": 65536}, "invalid port of service 'web' 65536"),
-        ({"name": "web", "port": "80"}, "invalid port of service 'web' '80'"),
-        ({"name": "web", "port": True}, "invalid port of service 'web' True"),
-        ({"name": "web", "port": 1, "domain": "a..b"}, "invalid domain 'a..b'"),
-        ({"name": "web", "port": 1, "gateway": "yes"}, "invalid gateway flag 'yes'"),
+        ({"name": "Web", "port": 1}, "service name: expected a DNS label"),
+        ({"name": "web_1", "port": 1}, "service name: expected a DNS label"),
+        ({"name": "-web", "port": 1}, "service name: expected a DNS label"),
+        ({"name": "web", "port": 0}, "service web:port: expected an integer from 1 to 65535, not 0"),
+        ({"name": "web", "port": 65536}, "service web:port: expected an integer from 1 to 65535"),
+        ({"name": "web", "port": "80"}, "service web:port: expected an integer from 1 to 65535, "
+                                        "not the string '80'"),
+        ({"name": "web", "port": True}, "service web:port: expected an integer from 1 to 65535, "
+                                        "not True"),
+        ({"name": "web", "port": 1, "domain": "a..b"}, "service web:domain: expected dot-separated"),
+        ({"name": "web", "port": 1, "gateway": "yes"},
+         "service web:gateway: expected a boolean (true or false), not the string 'yes'"),
         ({"name": "web", "port": 1, "instances": {"a/b": ("10.0.0.1", 80)}},
-         "invalid instance 'a/b' of service 'web'"),
+         "service web:instances:a/b: expected letters, digits"),
         ({"name": "web", "port": 1, "instances": {"w1": ("0.0.0.0", 80)}},
-         "'0.0.0.0': not a routable address"),
+         "service web:instances:w1:address: '0.0.0.0' is not a routable address"),
         ({"name": "web", "port": 1, "instances": {"w1": ("bad host!", 80)}},
          "expected an IP address or a host name"),
         ({"name": "web", "port": 1, "instances": {"w1": ("10.0.0.1", 0)}},
-         "invalid port of instance 'w1' of service 'web' 0"),
-        ({"name": "web", "port": 1, "instances": {"w1": "10.0.0.1"}}, "expected (address, port)"),
+         "service web:instances:w1:port: expected an integer from 1 to 65535, not 0"),
+        ({"name": "web", "port": 1, "instances": {"w1": "10.0.0.1"}},
+         "service web:instances:w1: expected (address, port)"),
     ],
 )
 def test_invalid_specs_are_refused_with_a_message_naming_the_problem(kwargs, message):
@@ -241,7 +248,7 @@ def test_read_snapshot_classifies_ours_and_theirs_with_one_listing_per_type():
         consul={("list_services",): {
             "web": {"ID": "web", "Service": "web", "Port": 10000, "Meta": OWNER.consul_meta},
             "mesos": {"ID": "mesos", "Service": "mesos", "Port": 5050},
-        }},
+        }, ("list_catalog_services",): {"web": [], "mesos": []}},
         vulcand={
             ("list", "hosts"): [{"Name": "web.service.consul"}, {"Name": "mesos.service.consul"}],
             ("list", "backends"): [{"Id": "web", "Type": "http"}, {"Id": "mesos"}],
@@ -276,14 +283,21 @@ def test_read_snapshot_classifies_ours_and_theirs_with_one_listing_per_type():
     }
     # Servers are listed for owned backends only: never for someone else's.
     assert ("list_servers", "mesos") not in registries.vulcand.calls
-    assert len(registries.consul.calls) == 1 and len(registries.kong.calls) == 2
+    # The agent's listing, and the catalog's names (all on the agent: nothing more to read).
+    assert sorted(registries.consul.calls) == [("list_catalog_services",), ("list_services",)]
+    assert snapshot.catalog == {
+        "mesos": [reg.CatalogEntry(None, 5050, "not registered by Salt")]}
+    assert len(registries.kong.calls) == 2
+
+
+WEB_IN_CONSUL = {"ID": "web", "Service": "web", "Port": 10000, "Meta": OWNER.consul_meta}
 
 
 def test_read_snapshot_of_one_name_reads_only_its_objects():
     tags = OWNER.kong_tags
     registries = fake_registries(
-        consul={("get_service", "web"): {"ID": "web", "Service": "web", "Port": 10000,
-                                         "Meta": OWNER.consul_meta}},
+        consul={("get_service", "web"): WEB_IN_CONSUL, ("list_services",): {"web": WEB_IN_CONSUL},
+                ("list_catalog_services",): {"web": []}},
         vulcand={
             ("get", "backends", "web"): {"Id": "web", "Type": "http"},
             ("get", "frontends", "web"): {"Id": "web", "Type": "http", "BackendId": "web",
@@ -300,9 +314,9 @@ def test_read_snapshot_of_one_name_reads_only_its_objects():
         "vulcand host web.service.consul", "vulcand server web/web1",
     ]
     assert not any(call[0].startswith("list") and call[0] != "list_servers"
-                   for api in (registries.consul, registries.vulcand, registries.kong)
-                   for call in api.calls)
-    assert registries.consul.calls == [("get_service", "web")]
+                   for api in (registries.vulcand, registries.kong) for call in api.calls)
+    assert sorted(registries.consul.calls) == [
+        ("get_service", "web"), ("list_catalog_services",), ("list_services",)]
     assert len(registries.vulcand.calls) == 5 and len(registries.kong.calls) == 2
 
 
@@ -377,21 +391,23 @@ def test_converge_result_and_comment(monkeypatch, snapshot, desired, test, resul
 # -- pillar -----------------------------------------------------------------------------------
 
 
+RULES = validationutil.PlatformRules(validationutil.PortRange(10000, 11000))
+SETTINGS = reg.Settings(reg.Registries(None, None, None), OWNER, "service.consul", RULES)
+
+
 @pytest.mark.parametrize(
     "services, only, message",
     [
-        ({"web": {"port": 1}}, ["nope"], "unknown service(s) 'nope': not in pillar services"),
-        ({"web": {"prot": 1}}, None, "services:web: unknown key(s) prot"),
-        ({"web": {}}, None, "services:web:port is required"),
-        ({"web": {"port": 1, "instances": {"w1": {"address": "10.0.0.1"}}}}, None,
-         "services:web:instances:w1: expected address and port"),
-        ({"Web": {"port": 1}}, None, "invalid service name 'Web'"),
+        ({"web": {"port": 10000}}, ["nope"],
+         "unknown service(s) 'nope': not in pillar services (known: web)"),
+        ({"web": {"port": 10000}, "api": {"port": "10001"}}, ["web"],
+         "services:api:port: expected an integer from 1 to 65535, not the string '10001'"),
     ],
 )
 def test_bad_pillar_is_refused_before_anything_is_read(services, only, message):
     with pytest.raises(SaltInvocationError) as err:
-        reg.specs_from_pillar(services, "service.consul", only=only)
-    assert message in str(err.value)
+        reg.specs_from_pillar(services, SETTINGS, only=only)
+    assert str(err.value) == message or message in str(err.value)
 
 
 def test_pillar_services_become_specs():
@@ -399,7 +415,91 @@ def test_pillar_services_become_specs():
         "web": {"port": 10000, "instances": {"web1": {"address": "10.0.12.223", "port": 53769}}},
         "api": {"port": 10001, "gateway": False},
         "old": {"absent": True},
+        "kong": {"absent": True},  # a reserved name may be deregistered (only ours goes)
     }
-    assert reg.specs_from_pillar(services, "service.consul") == {"web": WEB, "api": API,
-                                                                 "old": None}
-    assert reg.specs_from_pillar(services, "service.consul", only=["web"]) == {"web": WEB}
+    assert reg.specs_from_pillar(services, SETTINGS) == {"web": WEB, "api": API, "old": None,
+                                                         "kong": None}
+    assert reg.specs_from_pillar(services, SETTINGS, only=["web"]) == {"web": WEB}
+
+
+# -- Consul's catalog: names and ports held anywhere in the cluster ---------------------------
+
+
+def in_catalog(snapshot, name, port, node="master", holder="not registered by Salt"):
+    snapshot.catalog.setdefault(name, []).append(reg.CatalogEntry(node, port, holder))
+    return snapshot
+
+
+def test_a_name_held_anywhere_in_the_cluster_is_a_conflict_and_nothing_is_planned():
+    snapshot = in_catalog(reg.Snapshot(OWNER), "web", 10500, node="slave1",
+                          holder="registered by other/pillar")
+    plan = reg.plan({"web": WEB, "api": API}, snapshot, OWNER)
+    assert plan.conflicts == [
+        "service 'web': the name is taken in Consul's catalog: Consul service on node slave1 "
+        "(port 10500, registered by other/pillar)"]
+    assert plan.services() == ["api"]
+
+
+def test_a_port_of_a_platform_daemon_or_of_another_service_is_a_conflict():
+    snapshot = in_catalog(reg.Snapshot(OWNER), "marathon", 10000)
+    plan = reg.plan({"web": WEB}, snapshot, OWNER)
+    assert plan.conflicts == [
+        "service 'web': port 10000 is already the port of marathon (Consul service on node "
+        "master (port 10000, not registered by Salt))"]
+    assert not plan
+    on_agent = reg.plan({"web": WEB}, in_catalog(reg.Snapshot(OWNER), "etcd", 10000, node=None),
+                        OWNER)
+    assert on_agent.conflicts == [
+        "service 'web': port 10000 is already the port of etcd (Consul service on the "
+        "registrations' agent (port 10000, not registered by Salt))"]
+
+    twins = reg.plan({"web": WEB, "api": reg.ServiceSpec("api", 10000)}, reg.Snapshot(OWNER),
+                     OWNER)
+    assert twins.conflicts == ["service 'api': port 10000 is already the port of web",
+                               "service 'web': port 10000 is already the port of api"]
+
+
+def test_the_catalog_does_not_stop_a_deregistration():
+    snapshot = in_catalog(registered(WEB), "web", 10000, node="slave1")
+    assert steps(reg.plan({"web": None}, snapshot, OWNER))[-1] == "delete consul service web"
+
+
+class CatalogConsul:
+    """The Consul API as the catalog reader uses it: the agent's services and the catalog."""
+
+    def __init__(self, agent, elsewhere):
+        self.agent, self.elsewhere = agent, elsewhere
+        self.catalog_reads = []
+
+    def list_services(self):
+        return {service["ID"]: service for service in self.agent}
+
+    def list_catalog_services(self):
+        names = {service["Service"]: [] for service in self.agent}
+        return {**names, **{name: [] for name in self.elsewhere}}
+
+    def catalog_service(self, name):
+        self.catalog_reads.append(name)
+        return self.elsewhere[name]
+
+
+def test_the_catalog_is_read_for_the_names_the_agent_does_not_hold_only():
+    ours = {"ID": "web", "Service": "web", "Port": 10000, "Meta": OWNER.consul_meta}
+    platform = {"ID": "marathon", "Service": "marathon", "Port": 8080, "Meta": {}}
+    consul = CatalogConsul([ours, platform], {
+        "kong": [{"Node": "kong", "ServicePort": 8001, "ServiceMeta": {}}],
+        "api": [{"Node": "master1", "ServicePort": 10001, "ServiceMeta": OWNER.consul_meta}],
+    })
+    registries = reg.Registries(consul, None, None)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        catalog = reg._read_catalog(registries, OWNER, None, pool)
+    assert sorted(consul.catalog_reads) == ["api", "kong"]
+    assert catalog == {
+        "marathon": [reg.CatalogEntry(None, 8080, "not registered by Salt")],
+        "kong": [reg.CatalogEntry("kong", 8001, "not registered by Salt")],
+    }
+
+
+def test_the_listener_range_of_the_pillar_is_the_registrations_default(repo_root):
+    pillar = salt.utils.yaml.safe_load((repo_root / "pillar" / "platform.sls").read_text())
+    assert pillar["platform"]["listener_ports"] == reg.SETTINGS["platform:listener_ports"]

@@ -14,10 +14,12 @@ import pytest
 
 import registrationutil
 import statediffutil
+import validationutil
 from httpclientutil import NotFoundError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 CLUSTER = "showcase"
+RULES = validationutil.PlatformRules(validationutil.PortRange(10000, 11000))
 MARK = {"managed-by": "salt", "cluster": CLUSTER, "source": "state"}
 PILLAR_MARK = {**MARK, "source": "pillar"}
 GATEWAY_TAGS = ["cluster:showcase", "managed-by:salt", "source:gateway"]
@@ -168,7 +170,7 @@ def run(monkeypatch, testmode, registries, module, function, **kwargs):
     def configured(config_get, source, cache=None):
         assert config_get is state.__salt__["config.get"]
         return registrationutil.Settings(registries, registrationutil.Owner(CLUSTER, source),
-                                         registrationutil.DEFAULT_DOMAIN)
+                                         registrationutil.DEFAULT_DOMAIN, RULES)
 
     monkeypatch.setattr(registrationutil, "configured", configured)
     monkeypatch.setattr(state, "__opts__", {"test": testmode}, raising=False)
@@ -278,7 +280,7 @@ CONSUL_CASES = [
          "meta of Consul service 'web': source carry the ownership mark and cannot be set"),
     case("rejects-a-bad-port-before-reading", "consul", "service_registered",
          {"name": "web", "port": "http"}, lambda: {}, False, {},
-         "invalid port of Consul service 'web' 'http': expected an integer from 1 to 65535"),
+         "port: expected an integer from 1 to 65535, not the string 'http'"),
     case("deregisters-its-own-service", "consul", "service_absent", {"name": "web"},
          lambda: {"consul": FakeConsul({"web": OURS})}, True, {"old": OURS, "new": None},
          "Consul service web {done} deleted", [("deregister", "web")]),
