@@ -8,9 +8,9 @@ import os
 import pathlib
 
 import pytest
-import salt.utils.yaml
 
 from tests.fixtures.moto import ADMIN_CIDR
+from tests.repo_pillar import rendered_pillar
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -219,9 +219,7 @@ def test_seed_layout_gives_the_private_subnet_public_ips_and_the_internet_gatewa
     _orchestrate(salt_run_cli, "orch.network_teardown")
 
 
-DEFAULT_GROUPS = salt.utils.yaml.safe_load((REPO_ROOT / "pillar" / "aws.sls").read_text())[
-    "aws"
-]["security_groups"]
+DEFAULT_GROUPS = rendered_pillar("aws.sls")["aws"]["security_groups"]
 # The key path of a rule added after kong_sg's default rules.
 NEW_KONG_RULE = f"aws:security_groups:kong_sg:rules:{len(DEFAULT_GROUPS['kong_sg']['rules'])}"
 

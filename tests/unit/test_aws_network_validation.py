@@ -11,6 +11,8 @@ import pytest
 import salt.utils.dictupdate
 import salt.utils.yaml
 
+from tests.repo_pillar import rendered_pillar
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -19,7 +21,7 @@ def aws(tmp_path):
     """pillar/aws.sls with an admin CIDR and a readable public key."""
     key = tmp_path / "showcase.pub"
     key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKnownTestKeyOnly showcase\n")
-    pillar = salt.utils.yaml.safe_load((REPO_ROOT / "pillar" / "aws.sls").read_text())["aws"]
+    pillar = rendered_pillar("aws.sls")["aws"]
     pillar["admin_cidr"] = "198.51.100.7/32"
     pillar["key_pair"]["public_key_path"] = str(key)
     return pillar
