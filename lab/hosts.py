@@ -83,8 +83,14 @@ class Host:
             f"--network-bridge={network.BRIDGE}",
             # Docker's layers on the machine's file system (overlay2 cannot stack on overlay).
             f"--bind={self.directory / 'docker'}:/var/lib/docker",
+            # Docker inside: runc gives each container a session keyring and its device rules
+            # as a cgroup BPF program.
+            "--system-call-filter=@keyring bpf", "--capability=CAP_BPF",
         ]
-        system.start(self.group, system.in_netns(argv), self.name)
+        # The host sees cgroup v2 alone: its v1 controllers would be read-only (a hybrid
+        # machine's), and Docker inside could not create its cgroups.
+        system.start(self.group, system.in_netns(argv), self.name,
+                     env={"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"})
 
     # --- running --------------------------------------------------------------------------
     def leader(self):

@@ -115,7 +115,7 @@ def in_netns(argv):
     return ["nsenter", f"--net={NETNS_PATH}", "--", *argv]
 
 
-def start(group, argv, log_name):
+def start(group, argv, log_name, env=None):
     """Start a long-running lab process in cgroup ``group``, detached from the caller (it
     outlives ``./run hosts up``), its output in the state directory."""
     logs = STATE / "logs"
@@ -124,7 +124,7 @@ def start(group, argv, log_name):
         return subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=join_cgroup(group),
-            env={"PATH": TOOL_PATH},
+            env={"PATH": TOOL_PATH, **(env or {})},
         )
 
 
