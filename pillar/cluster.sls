@@ -5,8 +5,9 @@
 #
 # Secrets are NOT kept in this repository: the operator supplies them in pillar/local.sls
 # (gitignored) or an extra pillar root; rendering fails and names the key when one is missing.
-# Required: consul:encrypt, consul:acl_token, kong:database:password, vulcand:source_hash,
-# weave:source_hash (see pillar.example).
+# Required (cluster:required_pillar in salt/platform/parameters/defaults.yaml says where):
+# consul:encrypt, consul:acl_token, consul:agent_token, consul:dns_token,
+# kong:database:password, weave:source_hash (see pillar.example).
 
 # Every node publishes its private addresses; the formulas find the masters through them.
 mine_functions:

@@ -14,6 +14,8 @@ Consul agent is configured:
     - user: {{ consul.lookup.user }}
     - group: {{ consul.lookup.group }}
     - mode: '0640'
+    # It holds the gossip key and the tokens: never in the state output.
+    - show_changes: False
     - require:
       - file: Consul directories exist
 

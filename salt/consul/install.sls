@@ -13,7 +13,7 @@ Consul user exists:
     - system: True
     - home: {{ consul.lookup.data_dir }}
     - createhome: False
-    - shell: /sbin/nologin
+    - shell: /usr/sbin/nologin
     - require:
       - group: Consul user exists
 

@@ -1,5 +1,7 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
+{#- Stops dnsmasq and removes its platform files; DHCP writes resolv.conf again at the next
+    lease (or `dhclient -r; dhclient` at once). #}
 {%- from tpldir ~ "/map.jinja" import dnsmasq with context %}
 
 dnsmasq is stopped:
@@ -11,6 +13,6 @@ dnsmasq platform files are removed:
   file.absent:
     - names:
       - {{ dnsmasq.lookup.config_file }}
-      - {{ dnsmasq.lookup.networkmanager_conf }}
+      - {{ dnsmasq.lookup.dhclient_hook }}
     - require:
       - service: dnsmasq is stopped

@@ -21,38 +21,12 @@ dnsmasq forwards the consul domain:
     - require:
       - pkg: dnsmasq is installed
 
-{%- if dnsmasq.resolver_guard == 'dhclient' %}
-
-dnsmasq stays first across DHCP renewals:
+dnsmasq stays the resolver across DHCP renewals:
   file.managed:
-    - name: {{ dnsmasq.lookup.dhclient_conf }}
-    - mode: '0644'
-    - contents: |
-        # Managed by Salt: the local dnsmasq answers first.
-        prepend domain-name-servers 127.0.0.1;
-{%- elif dnsmasq.resolver_guard == 'networkmanager' %}
-
-dnsmasq stays first across DHCP renewals:
-  file.managed:
-    - name: {{ dnsmasq.lookup.networkmanager_conf }}
+    - name: {{ dnsmasq.lookup.dhclient_hook }}
     - makedirs: True
     - mode: '0644'
     - contents: |
-        # Managed by Salt: resolv.conf belongs to the platform, not to DHCP.
-        [main]
-        dns=none
-
-dnsmasq is the host resolver:
-  file.managed:
-    - name: {{ dnsmasq.lookup.resolv_conf }}
-    - mode: '0644'
-    - follow_symlinks: False
-    - contents: |
-        # Managed by Salt (dnsmasq formula).
-        search {{ topology.service_domain }}
-        nameserver 127.0.0.1
-    - require:
-      - file: dnsmasq stays first across DHCP renewals
-{%- else %}
-{{- raise('pillar `dnsmasq:resolver_guard` is ' ~ dnsmasq.resolver_guard ~ '; expected dhclient or networkmanager') }}
-{%- endif %}
+        # Managed by Salt (dnsmasq formula): resolv.conf belongs to the platform, whose
+        # dnsmasq forwards to the VPC resolver; dhclient keeps its lease but not the file.
+        make_resolv_conf() { :; }

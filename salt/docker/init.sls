@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-{#- Docker CE, resolving through the host's dnsmasq. #}
+{#- Docker from Debian's archive, resolving through the host's dnsmasq. #}
 include:
   - .install
   - .config

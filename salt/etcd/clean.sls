@@ -13,9 +13,6 @@ etcd files are removed:
     - names:
       - {{ etcd.lookup.unit_file }}
       - {{ etcd.lookup.config_file }}
-      - {{ etcd.lookup.binary_dir }}/etcd
-      - {{ etcd.lookup.binary_dir }}/etcdctl
-      - {{ etcd.release_dir }}
 {%- if etcd.get('remove_data') %}
       - {{ etcd.lookup.data_dir }}
 {%- endif %}

@@ -15,7 +15,7 @@ etcd is configured:
     - group: {{ etcd.lookup.group }}
     - mode: '0640'
     - require:
-      - user: etcd user exists
+      - pkg: etcd is installed
 
 etcd unit is installed:
   file.managed:
@@ -24,7 +24,7 @@ etcd unit is installed:
     - template: jinja
     - mode: '0644'
     - context:
-        binary: {{ etcd.lookup.binary_dir }}/etcd
+        binary: {{ etcd.lookup.binary }}
         config_file: {{ etcd.lookup.config_file }}
         user: {{ etcd.lookup.user }}
         group: {{ etcd.lookup.group }}

@@ -12,6 +12,6 @@ etcd is running:
     - require:
       - file: etcd data directory exists
     - watch:
-      - file: etcd program etcd is linked
+      - pkg: etcd is installed
       - file: etcd is configured
       - file: etcd unit is installed

@@ -9,6 +9,8 @@ Kong is configured:
     - template: jinja
     - makedirs: True
     - mode: '0600'
+    # It holds the database password: never in the state output.
+    - show_changes: False
     - context:
         config: {{ kong.kong_conf | json }}
 

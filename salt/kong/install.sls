@@ -1,18 +1,16 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 {%- from tpldir ~ "/map.jinja" import kong with context %}
+{%- from "platform/aptrepo.jinja" import apt_repository with context %}
 
-Kong repository is configured:
-  pkgrepo.managed:
-    - name: kong-gateway
-    - humanname: Kong Gateway
-    - baseurl: {{ kong.repo.baseurl }}
-    - gpgcheck: 1
-    - gpgkey: {{ kong.repo.gpgkey }}
+include:
+  - platform.aptkey
+{{ apt_repository('Kong', 'kong-gateway-39', kong.repo) }}
 
 Kong is installed:
   pkg.installed:
     - name: {{ kong.lookup.package }}
-    - version: '{{ kong.version }}*'
+    - version: '{{ kong.version }}'
     - require:
-      - pkgrepo: Kong repository is configured
+      - cmd: Kong package index is current
+      - file: Kong repository is configured

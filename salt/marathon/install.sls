@@ -1,13 +1,8 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 {%- from tpldir ~ "/map.jinja" import marathon with context %}
+{%- from "platform/container.jinja" import image_pulled with context %}
 
 include:
-  - mesos.install
-
-Marathon is installed:
-  pkg.installed:
-    - name: {{ marathon.lookup.package }}
-    - version: '{{ marathon.version }}*'
-    - require:
-      - pkgrepo: Mesos repository is configured
+  - docker.service
+{{ image_pulled('Marathon', marathon) }}

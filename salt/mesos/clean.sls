@@ -13,4 +13,4 @@ include:
 
 Mesos is removed:
   pkg.removed:
-    - name: {{ mesos.lookup.package }}
+    - name: {{ mesos.package }}

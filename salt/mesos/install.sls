@@ -1,18 +1,16 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 {%- from tpldir ~ "/map.jinja" import mesos with context %}
+{%- from "platform/aptrepo.jinja" import apt_repository with context %}
 
-Mesos repository is configured:
-  pkgrepo.managed:
-    - name: mesos
-    - humanname: Mesos and Marathon packages
-    - baseurl: {{ mesos.repo.baseurl }}
-    - gpgcheck: 1
-    - gpgkey: {{ mesos.repo.gpgkey }}
+include:
+  - platform.aptkey
+{{ apt_repository('Mesos', 'aventer-mesos', mesos.repo) }}
 
 Mesos is installed:
   pkg.installed:
-    - name: {{ mesos.lookup.package }}
-    - version: '{{ mesos.version }}*'
+    - name: {{ mesos.package }}
+    - version: '{{ mesos.version }}'
     - require:
-      - pkgrepo: Mesos repository is configured
+      - cmd: Mesos package index is current
+      - file: Mesos repository is configured

@@ -11,7 +11,7 @@ PostgreSQL is stopped:
 
 PostgreSQL data is removed:
   file.absent:
-    - name: {{ postgresql.lookup.data_dir }}
+    - name: {{ postgresql.lookup.data_root }}/{{ postgresql.version }}/{{ postgresql.lookup.cluster }}
     - require:
       - service: PostgreSQL is stopped
 {%- endif %}

@@ -7,14 +7,14 @@ include:
 
 PostgreSQL client authentication is configured:
   file.managed:
-    - name: {{ postgresql.lookup.data_dir }}/pg_hba.conf
+    - name: {{ postgresql.config_dir }}/pg_hba.conf
     - user: postgres
     - group: postgres
-    - mode: '0600'
+    - mode: '0640'
     - contents: |
         # Managed by Salt (postgresql formula, pillar postgresql:hba).
 {%- for entry in postgresql.hba %}
         {{ entry | select | join(' ') }}
 {%- endfor %}
     - require:
-      - cmd: PostgreSQL cluster is initialised
+      - pkg: PostgreSQL is installed

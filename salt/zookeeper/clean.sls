@@ -13,7 +13,6 @@ ZooKeeper files are removed:
     - names:
       - {{ zookeeper.lookup.unit_file }}
       - {{ zookeeper.lookup.config_dir }}
-      - {{ zookeeper.release_dir }}
 {%- if zookeeper.get('remove_data') %}
       - {{ zookeeper.lookup.data_dir }}
 {%- endif %}

@@ -37,7 +37,7 @@ ZooKeeper unit is installed:
     - mode: '0644'
     - context:
         config_file: {{ config_file }}
-        release_dir: {{ zookeeper.release_dir }}
+        home: {{ zookeeper.lookup.home }}
         log_dir: {{ zookeeper.lookup.log_dir }}
         user: {{ zookeeper.lookup.user }}
         group: {{ zookeeper.lookup.group }}

@@ -9,10 +9,8 @@ ZooKeeper is running:
   service.running:
     - name: {{ zookeeper.lookup.service }}
     - enable: True
-    - require:
-      - pkg: ZooKeeper runtime is installed
     - watch:
-      - archive: ZooKeeper release is unpacked
+      - pkg: ZooKeeper is installed
       - file: ZooKeeper is configured
       - file: ZooKeeper knows its id
       - file: ZooKeeper unit is installed

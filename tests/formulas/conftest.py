@@ -1,8 +1,8 @@
 """Render the platform's formulas for every node of the cloud maps, without live hosts.
 
 Each node is rendered with ``salt-call --local`` and a minion config of its own: the node's
-minion id, the roles grain from the map, OS grains for CentOS 7 or Rocky 9, and a private
-address. Topology and secrets come from a test pillar root (``local.sls``), exactly as an
+minion id, the roles grain from the map, Debian 12 grains (the platform's OS; CentOS 7 and
+Rocky 9 for the refusals), and a private address. Topology and secrets come from a test pillar root (``local.sls``), exactly as an
 operator supplies them; the Salt mine is not needed because ``cluster:masters`` is set.
 """
 
@@ -24,9 +24,13 @@ MAPS = ("default", "ha")
 MAPS_ROOT = REPO_ROOT
 
 OS_GRAINS = {
-    "centos7": {"os_family": "RedHat", "os": "CentOS", "osmajorrelease": 7},
-    "el9": {"os_family": "RedHat", "os": "Rocky", "osmajorrelease": 9},
+    "debian12": {"os_family": "Debian", "os": "Debian", "osrelease": "12", "osmajorrelease": 12,
+                 "oscodename": "bookworm"},
+    "centos7": {"os_family": "RedHat", "os": "CentOS", "osrelease": "7.9.2009", "osmajorrelease": 7},
+    "el9": {"os_family": "RedHat", "os": "Rocky", "osrelease": "9.4", "osmajorrelease": 9},
 }
+# The OS every map is rendered for; the others are refused (test_bad_input).
+PLATFORM_OS = ("debian12",)
 
 # Secrets the operator must supply; test values only.
 TEST_SECRETS = {
@@ -38,7 +42,6 @@ TEST_SECRETS = {
         "registrar_token": "6e5d4c3b-2a19-4876-9543-210fedcba987",
     },
     "kong": {"database": {"password": "kong-test-password"}},
-    "vulcand": {"source_hash": "sha256=" + "a" * 64},
     "weave": {"source_hash": "sha256=" + "b" * 64},
 }
 
@@ -123,14 +126,14 @@ def write_pillar(directory, masters, extra=None):
 
 @pytest.fixture(scope="session")
 def cluster_nodes(tmp_path_factory):
-    """{(map, os, node): Node} for every node of both maps on both OS releases."""
+    """{(map, os, node): Node} for every node of both maps on the platform's OS."""
     nodes = {}
     for map_name in MAPS:
         roles_by_node = load_map(map_name)
         addresses = addresses_for(roles_by_node)
         masters = {n: addresses[n] for n, roles in roles_by_node.items() if "master" in roles}
         pillar_dir = write_pillar(tmp_path_factory.mktemp(f"pillar-{map_name}"), masters)
-        for os_name in OS_GRAINS:
+        for os_name in PLATFORM_OS:
             for node, roles in roles_by_node.items():
                 root = tmp_path_factory.mktemp(f"{map_name}-{os_name}-{node}")
                 nodes[(map_name, os_name, node)] = Node(

@@ -4,11 +4,15 @@
 
 include:
   - .config
+  - weave.service
 
 Mesos agent is running:
   service.running:
     - name: {{ mesos.lookup.agent_service }}
     - enable: True
+    # Its docker socket is Weave's proxy.
+    - require:
+      - service: Weave is running
     - watch:
       - pkg: Mesos is installed
       - file: Mesos agent is configured
