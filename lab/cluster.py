@@ -17,14 +17,14 @@ import jinja2
 import salt.crypt
 import salt.utils.yaml
 
-from lab import hosts, image, network, system
+from lab import hosts, image, mirror, network, pillar, system
+from lab import salt as salt_results
 
 REPO_ROOT = image.REPO_ROOT
 DEFAULT_MAP = "default"
 # The salt-master moves off kong, the only host on the internet, to the first host of the
 # private master profile (the deploy's make_master there).
 SALT_MASTER_PROFILE = "master"
-LAB_PILLAR = pathlib.Path(__file__).resolve().parent / "pillar.sls"
 FIRST_HOST_OCTET = 10
 SUBNET_OF_PROFILE_SUBNET = {"showcase-public": "public", "showcase-private": "private"}
 KEY_SIZE = 2048
@@ -106,10 +106,12 @@ class Cluster:
         network.create()
         network.start_resolver({name: host.address for name, host in self.hosts.items()})
         proxies = network.start_apt_relay(image.mirror_endpoints(image.debian_mirrors()))
+        mirror_root = mirror.build(root_image)
+        mirror.start(mirror_root)
         for host in self.hosts.values():
             host.mount(root_image)
             host.configure(proxies)
-        self._lay_out_salt()
+        self._lay_out_salt(mirror_root)
         for host in self.hosts.values():
             host.boot()
         for host in self.hosts.values():
@@ -125,7 +127,7 @@ class Cluster:
         system.remove_all()
 
     # --- Salt -----------------------------------------------------------------------------
-    def _lay_out_salt(self):
+    def _lay_out_salt(self, mirror_root):
         master = self.master
         for name, host in self.hosts.items():
             # salt-cloud generates each minion's key pair and pre-seeds the public key.
@@ -142,7 +144,8 @@ class Cluster:
             shutil.copytree(REPO_ROOT / source, master.root / target.lstrip("/"),
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "local.sls"))
         pillar_root = self.master_profile["master"]["pillar_roots"]["base"][0]
-        master.write(f"{pillar_root}/local.sls", LAB_PILLAR.read_text())
+        master.write(f"{pillar_root}/local.sls", salt.utils.yaml.safe_dump(
+            pillar.lab_pillar(mirror_root), default_flow_style=False))
         master.write("/etc/salt/master.d/cloud.conf", salt.utils.yaml.safe_dump(
             self.master_profile["master"], default_flow_style=False))
         master.enable("salt-master.service")
@@ -172,3 +175,14 @@ class Cluster:
                                       f"the salt-master on {self.salt_master}")
             time.sleep(1)
         self.salt("*", "saltutil.sync_all")
+
+    def pillar(self):
+        """The lab's pillar as the salt-master serves it (local.sls)."""
+        pillar_root = self.master_profile["master"]["pillar_roots"]["base"][0]
+        return salt.utils.yaml.safe_load(self.master.run(["cat", f"{pillar_root}/local.sls"]).stdout)
+
+    def apply(self, target="*", sls=None, timeout=900):
+        """``salt TARGET state.apply [SLS]`` on the salt-master: the results by host (see
+        lab.salt for reading them)."""
+        argv = [target, "state.apply"] + ([",".join(sls)] if sls else [])
+        return salt_results.results(self.salt(*argv, timeout=timeout, check=False).stdout)

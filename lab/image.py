@@ -25,9 +25,20 @@ SALT_PREFIX = "/opt/saltstack/salt"
 # What every host has before Salt touches it: a booted systemd, Python for Salt, and the tools
 # an operator's checks use (ss, dig, curl, nc).
 IMAGE_PACKAGES = (
-    "systemd", "systemd-sysv", "dbus", "systemd-resolved-", "iproute2", "procps", "python3",
+    "systemd", "systemd-sysv", "dbus", "iproute2", "procps", "python3",
     "python3-venv", "ca-certificates", "curl", "bind9-dnsutils", "netcat-openbsd", "gnupg",
     "less", "unzip",
+    # As on Debian's AMIs: the interface's lease comes from dhclient, which rewrites resolv.conf.
+    "isc-dhcp-client",
+)
+CUSTOMIZE_HOOKS = (
+    # Each host gets its own identity; addresses come from systemd-networkd; apt's timers
+    # would race the states for the dpkg lock.
+    'rm -f "$1"/etc/machine-id "$1"/etc/hostname',
+    'chroot "$1" systemctl enable -q systemd-networkd',
+    'chroot "$1" systemctl mask -q apt-daily.timer apt-daily-upgrade.timer',
+    # Debian's AMIs' login user.
+    'chroot "$1" useradd --create-home --shell /bin/bash admin',
 )
 # Salt's own units, as its packages install them (Type=simple: the wheel has no sd_notify).
 SALT_UNIT = """[Unit]
@@ -43,6 +54,13 @@ Restart=on-failure
 
 [Install]
 WantedBy=multi-user.target
+"""
+CHRONY_DROP_IN = """[Unit]
+ConditionCapability=
+
+[Service]
+ExecStart=
+ExecStart=!/usr/sbin/chronyd $DAEMON_OPTS -x
 """
 SOURCES_DIRS = ("/etc/apt/sources.list.d",)
 
@@ -101,7 +119,7 @@ def _publish(build_dir, final):
     return final
 
 
-def _fresh(directory):
+def _fresh_dir(directory):
     if directory.exists():
         subprocess.run(["rm", "-rf", "--one-file-system", str(directory)], check=True)
     directory.mkdir(parents=True)
@@ -116,34 +134,45 @@ def salt_requirements():
     return [f"salt=={SALT_VERSION}", "setuptools==65.5.0"], REPO_ROOT / "requirements.txt"
 
 
-def _project(name):
+def project_name(name):
     """A distribution's normalized name (PEP 503)."""
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def cached(kind, key, what, build):
+    """CACHE/<kind>-<key>, made by ``build(directory)`` unless it exists (a killed build
+    leaves only its .tmp directory, which the next one replaces)."""
+    final = CACHE / f"{kind}-{key}"
+    if final.exists():
+        return final
+    started = time.monotonic()
+    log(f"building {what}")
+    directory = _fresh_dir(CACHE / f"{kind}-{key}.tmp")
+    build(directory)
+    log(f"{what} built in {time.monotonic() - started:.0f} s")
+    return _publish(directory, final)
 
 
 def wheelhouse():
     """The Salt wheelhouse for the hosts (pip wheel on the machine: hosts have no index)."""
     requirements, constraints = salt_requirements()
     key = _digest(requirements, constraints.read_text(), sys.version_info[:2])
-    final = CACHE / f"wheelhouse-{key}"
-    if final.exists():
-        return final
-    started = time.monotonic()
-    log(f"building the Salt {SALT_VERSION} wheelhouse")
-    build = _fresh(CACHE / f"wheelhouse-{key}.tmp")
+    return cached("wheelhouse", key, f"the Salt {SALT_VERSION} wheelhouse",
+                  lambda build: _build_wheelhouse(build, requirements, constraints))
+
+
+def _build_wheelhouse(build, requirements, constraints):
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
          "-w", str(build), "-c", str(constraints), *requirements],
         check=True,
     )
-    pinned = {_project(requirement.split("==")[0]) for requirement in requirements} | {
-        _project(line.split("==")[0]) for line in constraints.read_text().splitlines() if "==" in line
+    pinned = {project_name(requirement.split("==")[0]) for requirement in requirements} | {
+        project_name(line.split("==")[0]) for line in constraints.read_text().splitlines() if "==" in line
     }
     for wheel in build.glob("*.whl"):
-        if _project(wheel.name.split("-")[0]) not in pinned:
+        if project_name(wheel.name.split("-")[0]) not in pinned:
             raise RuntimeError(f"{wheel.name} is not pinned in {constraints.name}")
-    log(f"wheelhouse built in {time.monotonic() - started:.0f} s")
-    return _publish(build, final)
 
 
 def _salt_install_script(wheels):
@@ -161,22 +190,16 @@ def image():
     mirrors = debian_mirrors()
     wheels = wheelhouse()
     sources = apt_sources(mirrors)
-    key = _digest(SUITE, IMAGE_PACKAGES, SALT_UNIT, [line.split()[2:] for line in sources], wheels.name,
-                  _salt_install_script("W"))
-    final = CACHE / f"image-{key}"
-    if final.exists():
-        return final
-    started = time.monotonic()
-    log(f"building the Debian {SUITE} host image")
-    build = _fresh(CACHE / f"image-{key}.tmp")
+    key = _digest(IMAGE_PACKAGES, CUSTOMIZE_HOOKS, SALT_UNIT, CHRONY_DROP_IN,
+                  _salt_install_script("W"), [line.split()[2:] for line in sources], wheels.name)
+    return cached("image", key, f"the Debian {SUITE} host image",
+                  lambda build: _build_image(build, sources, wheels))
+
+
+def _build_image(build, sources, wheels):
     subprocess.run(
-        ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(p for p in IMAGE_PACKAGES if not p.endswith('-'))}",
-         # Each host gets its own identity; addresses come from systemd-networkd; apt's
-         # timers would race the states for the dpkg lock.
-         "--customize-hook=rm -f \"$1\"/etc/machine-id \"$1\"/etc/hostname",
-         "--customize-hook=chroot \"$1\" systemctl enable -q systemd-networkd",
-         "--customize-hook=chroot \"$1\" systemctl mask -q apt-daily.timer apt-daily-upgrade.timer",
-         SUITE, str(build), *sources],
+        ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(IMAGE_PACKAGES)}",
+         *(f"--customize-hook={hook}" for hook in CUSTOMIZE_HOOKS), SUITE, str(build), *sources],
         check=True,
     )
     # Salt from the wheelhouse, inside the image's own Python (chroot: the same interpreter the
@@ -190,7 +213,10 @@ def image():
     finally:
         subprocess.run(["umount", str(mount_point)], check=True)
     (build / "etc" / "apt" / "sources.list").write_text("\n".join(sources) + "\n")
+    # A host may not set the machine's clock (no CAP_SYS_TIME, as on any container host):
+    # chrony runs but leaves the clock alone (-x).
+    chrony = build / "etc" / "systemd" / "system" / "chrony.service.d"
+    chrony.mkdir(parents=True)
+    (chrony / "lab-clock.conf").write_text(CHRONY_DROP_IN)
     for daemon in ("salt-master", "salt-minion"):
         (build / "etc" / "systemd" / "system" / f"{daemon}.service").write_text(SALT_UNIT.format(daemon=daemon))
-    log(f"image built in {time.monotonic() - started:.0f} s")
-    return _publish(build, final)

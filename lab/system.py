@@ -14,10 +14,11 @@ import time
 
 from lab.image import CACHE
 
-NAME = "showcase-lab"
+# One lab per name (SHOWCASE_LAB_NAME): the tests' lab and a developer's can run side by side.
+NAME = os.environ.get("SHOWCASE_LAB_NAME", "showcase-lab")
 NETNS = NAME
 NETNS_PATH = pathlib.Path("/run/netns") / NETNS
-STATE = CACHE / "state"
+STATE = CACHE / "state" / NAME
 CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
 TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
