@@ -30,7 +30,7 @@ CONVERGE_TIMEOUT = 60.0
 # Pillar keys the operator must supply with the sha256 of a download whose vendor publishes
 # none. The sandbox only renders the highstate and downloads nothing, so a marked placeholder
 # stands in; on AWS pillar.example says how to compute the real ones.
-RENDER_ONLY_HASHES = ("vulcand", "weave")
+RENDER_ONLY_HASHES = ("weave",)
 RENDER_ONLY_HASH = "sha256=" + "0" * 64
 PROBE_REQUESTS_PER_INSTANCE = 4
 GATEWAY_USER = "ops"
@@ -53,6 +53,8 @@ class Workflow:
             "consul": {
                 "encrypt": base64.b64encode(secrets.token_bytes(32)).decode(),
                 "acl_token": str(uuid.uuid4()),
+                "agent_token": str(uuid.uuid4()),
+                "dns_token": str(uuid.uuid4()),
             },
             "kong": {"database": {"password": secrets.token_urlsafe(16)}},
         }

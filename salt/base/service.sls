@@ -4,6 +4,8 @@
 
 include:
   - {{ tpldir }}.install
+{#- '' where the host's clock is not the node's to set (containers). #}
+{%- if base.time_service %}
 
 Base time is synchronised:
   service.running:
@@ -11,3 +13,4 @@ Base time is synchronised:
     - enable: True
     - require:
       - pkg: Base packages are installed
+{%- endif %}

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 {%- from tpldir ~ "/map.jinja" import etcd with context %}
+{%- from "platform/libmap.jinja" import unit_reloaded with context %}
 
 include:
   - {{ tpldir }}.install
@@ -28,3 +29,4 @@ etcd unit is installed:
         config_file: {{ etcd.lookup.config_file }}
         user: {{ etcd.lookup.user }}
         group: {{ etcd.lookup.group }}
+{{ unit_reloaded('etcd') }}

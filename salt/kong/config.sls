@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 {%- from tpldir ~ "/map.jinja" import kong with context %}
+{%- from "platform/libmap.jinja" import unit_reloaded with context %}
 
 Kong is configured:
   file.managed:
@@ -24,3 +25,4 @@ Kong unit is installed:
         binary: {{ kong.lookup.binary }}
         config_file: {{ kong.lookup.config_file }}
         limit_nofile: {{ kong.limit_nofile }}
+{{ unit_reloaded('Kong') }}

@@ -62,7 +62,7 @@ def applied(rendered, cluster_nodes, tmp_path_factory):
     for key, node in cluster_nodes.items():
         map_name, os_name, _ = key
         role = node.roles[0]
-        if map_name != "default" or os_name != "el9" or role in result:
+        if map_name != "default" or os_name != "debian12" or role in result:
             continue
         root = tmp_path_factory.mktemp(f"applied-{role}")
         high = file_states_under(rendered[key], root)
@@ -132,7 +132,7 @@ def wait_until(probe, what, process):
 def test_zookeeper_starts_from_the_rendered_config(applied, tmp_path):
     node, root = applied["master"]
     config = dict(
-        line.split("=", 1) for line in (root / "etc/zookeeper/zoo.cfg").read_text().splitlines()
+        line.split("=", 1) for line in (root / "etc/zookeeper/ensemble/zoo.cfg").read_text().splitlines()
         if line and not line.startswith("#")
     )
     client, peer, election = free_port(), free_port(), free_port()
@@ -191,3 +191,63 @@ def test_etcd_starts_from_the_rendered_config(applied, tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+KEY_CHECKER = pathlib.Path(__file__).resolve().parents[2] / "salt/platform/files/pinned-apt-key.sh"
+
+
+def make_key(home, expire):
+    """A throw-away signing key in ``home``: (armored public key, fingerprint)."""
+    home.mkdir(mode=0o700)
+    env = dict(os.environ, GNUPGHOME=str(home))
+    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "Platform test <t@example.com>",
+                    "ed25519", "sign", expire], env=env, check=True, capture_output=True)
+    listing = subprocess.run(["gpg", "--batch", "--with-colons", "--list-keys"], env=env, check=True,
+                             capture_output=True, text=True).stdout
+    fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    armored = subprocess.run(["gpg", "--batch", "--armor", "--export", fingerprint], env=env, check=True,
+                             capture_output=True).stdout
+    return armored, fingerprint
+
+
+@pytest.fixture(scope="module")
+def key_server(tmp_path_factory):
+    """A local HTTP server (127.0.0.1) serving a valid key, an expired one and a 404."""
+    import http.server
+    import threading
+
+    root = tmp_path_factory.mktemp("keys")
+    keys = {}
+    for name, expire in (("valid", "1y"), ("expired", "seconds=1")):
+        armored, fingerprint = make_key(root / f"home-{name}", expire)
+        (root / f"{name}.asc").write_bytes(armored)
+        keys[name] = fingerprint
+    handler = lambda *args: http.server.SimpleHTTPRequestHandler(*args, directory=str(root))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    time.sleep(1.5)  # the short-lived key is past its expiry
+    yield f"http://127.0.0.1:{server.server_address[1]}", keys
+    server.shutdown()
+
+
+def run_checker(*args):
+    return subprocess.run(["sh", str(KEY_CHECKER), *args], capture_output=True, text=True, check=False)
+
+
+@pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg missing")
+def test_signing_key_is_installed_only_when_it_is_the_pinned_one(key_server, tmp_path):
+    url, keys = key_server
+    keyring = tmp_path / "keyrings/vendor.asc"
+    wrong = run_checker("install", str(keyring), "0" * 40, f"{url}/valid.asc")
+    assert wrong.returncode == 1 and f"pillar pins {'0' * 40}: nothing written" in wrong.stderr
+    assert not keyring.exists()
+    missing = run_checker("install", str(keyring), keys["valid"], f"{url}/absent.asc")
+    assert f"cannot download the signing key from {url}/absent.asc" in missing.stderr
+    expired = run_checker("install", str(keyring), keys["expired"], f"{url}/expired.asc")
+    assert expired.returncode == 1 and "expired on" in expired.stderr and not keyring.exists()
+    assert run_checker("check", str(keyring), keys["valid"]).returncode == 1
+    installed = run_checker("install", str(keyring), keys["valid"], f"{url}/valid.asc")
+    assert installed.returncode == 0, installed.stderr
+    assert run_checker("check", str(keyring), keys["valid"]).returncode == 0
+    assert run_checker("check", str(keyring), keys["valid"][-16:]).returncode == 0  # long key ID
+    assert run_checker("check", str(keyring), keys["expired"]).returncode == 1

@@ -1,4 +1,5 @@
-"""Every node of both cloud maps renders on CentOS 7 and EL9, and carries what its role runs."""
+"""Every node of both cloud maps renders on Debian 12, and carries what its role runs from the
+sources the platform pins."""
 
 import json
 
@@ -12,6 +13,8 @@ FORMULAS_BY_ROLE = {
     "kong": {"postgresql", "kong"},
 }
 EVERY_NODE = {"base", "dnsmasq", "consul"}
+# Shared by the formulas with vendor apt repositories (the signing-key checker).
+APT_KEY_USERS = {"kong", "mesos.master", "mesos.agent"}
 
 
 def formulas_of(highstate):
@@ -41,6 +44,8 @@ def test_every_node_runs_its_roles_formulas(rendered, cluster_nodes):
         expected = set(EVERY_NODE)
         for role in cluster_nodes[key].roles:
             expected |= FORMULAS_BY_ROLE[role]
+        if expected & APT_KEY_USERS:
+            expected.add("platform")
         assert formulas_of(highstate) == expected, key
 
 
@@ -135,6 +140,10 @@ def test_mesos_agent_runs_containers_through_weave(by_role):
         assert agent["MESOS_EXECUTOR_REGISTRATION_TIMEOUT"] == "10mins"
         assert agent["MESOS_IP"] == agent["MESOS_ADVERTISE_IP"] == node.address
         assert agent["MESOS_MASTER"].startswith("zk://") and agent["MESOS_MASTER"].endswith("/mesos")
+        # Debian 12 mounts cgroup v2 only.
+        assert agent["MESOS_LAUNCHER"] == "linux"
+        assert agent["MESOS_ISOLATION"].split(",")[:2] == ["cgroups/cpu", "cgroups/mem"]
+        assert agent["MESOS_SYSTEMD_ENABLE_SUPPORT"] == "false"
         peers = state_args(highstate, "Weave peers are configured")["context"]["environment"]
         assert peers["PEERS"] and node.address not in peers["PEERS"]
 
@@ -143,17 +152,19 @@ def test_dnsmasq_forwards_the_consul_domain(rendered, cluster_nodes):
     for key, highstate in rendered.items():
         context = state_args(highstate, "dnsmasq forwards the consul domain")["context"]
         assert (context["consul_domain"], context["consul_dns"]) == ("consul", "127.0.0.1#8600")
-        guard = state_args(highstate, "dnsmasq stays first across DHCP renewals")["name"]
-        expected = "dhclient.conf" if key[1] == "centos7" else "NetworkManager"
-        assert expected in guard, key
+        hook = state_args(highstate, "dnsmasq stays the resolver across DHCP renewals")
+        assert hook["name"].startswith("/etc/dhcp/dhclient-enter-hooks.d/")
+        assert "make_resolv_conf() { :; }" in hook["contents"]
+        resolver = state_args(highstate, "dnsmasq is the host resolver")
+        assert resolver["name"] == "/etc/resolv.conf" and "nameserver 127.0.0.1" in resolver["contents"]
+        # Pointed at dnsmasq only once it answers, so later downloads still resolve.
+        assert {"service": "dnsmasq is running"} in resolver["require"]
 
 
 def test_docker_resolves_through_the_host(by_role):
     for node, key, highstate in by_role["slave"]:
         daemon = state_args(highstate, "Docker daemon is configured")["dataset"]
         assert daemon == {"dns": [node.address], "dns-search": ["service.consul"]}
-        version = state_args(highstate, "Docker is installed")["version"]
-        assert version.startswith("26.1" if key[1] == "centos7" else "27.")
 
 
 def test_only_kongs_proxy_listens_on_every_interface(rendered):
@@ -182,14 +193,25 @@ def test_downloads_are_pinned_with_a_hash(rendered):
                 assert args.get("source_hash"), (key, sid)
 
 
-def test_without_per_purpose_tokens_the_bootstrap_token_serves(tmp_path):
-    pillar_dir = write_pillar(tmp_path / "pillar", {"master": "10.0.12.10"})
-    secrets = json.loads(json.dumps(TEST_SECRETS))
-    for key in ("dns_token", "agent_token", "registrar_token"):
-        del secrets["consul"][key]
-    (pillar_dir / "local.sls").write_text(json.dumps({**secrets, "cluster": {"masters": {"master": "10.0.12.10"}}}))
-    highstate = Node(tmp_path / "root", "master", ["master"], "10.0.12.10", "el9", pillar_dir).highstate()
-    tokens = state_args(highstate, "Consul agent is configured")["dataset"]["acl"]["tokens"]
-    assert tokens["dns"] == tokens["agent"] == tokens["config_file_service_registration"] \
-        == TEST_SECRETS["consul"]["acl_token"]
-    assert not [sid for sid in highstate if sid.startswith(("Consul policy", "Consul token"))]
+def test_management_token_stays_on_the_servers(rendered, cluster_nodes):
+    secret = TEST_SECRETS["consul"]["acl_token"]
+    for key, highstate in rendered.items():
+        if "master" in cluster_nodes[key].roles:
+            continue
+        assert secret not in json.dumps(highstate), key
+
+
+def test_marathon_and_vulcand_options_follow_the_topology(by_role, cluster_nodes):
+    for node, key, highstate in by_role["master"]:
+        masters = [n for k, n in cluster_nodes.items() if k[:2] == key[:2] and "master" in n.roles]
+        zk_hosts = ",".join(f"{m.address}:2181" for m in sorted(masters, key=lambda m: m.name))
+        marathon = state_args(highstate, "Marathon options are configured")["context"]["environment"]
+        options = marathon["MARATHON_OPTIONS"].split()
+        flags = dict(zip(options[::2], options[1::2]))
+        assert flags["--master"] == f"zk://{zk_hosts}/mesos" and flags["--zk"] == f"zk://{zk_hosts}/marathon"
+        assert flags["--hostname"] == flags["--http_address"] == node.address
+        assert flags["--http_port"] == "8080"
+        vulcand = state_args(highstate, "vulcand options are configured")["context"]["environment"]
+        options = set(vulcand["VULCAND_OPTIONS"].split())
+        assert {f"-apiInterface={node.address}", f"-interface={node.address}", "-etcd=http://127.0.0.1:2379",
+                "-etcdApiVer=3", "-etcdKey=/vulcand", "-apiPort=8182"} <= options

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 {%- from "mesos/map.jinja" import mesos with context %}
+{%- from "platform/libmap.jinja" import unit_reloaded with context %}
 
 include:
   - mesos.install
@@ -27,3 +28,4 @@ Mesos agent unit is installed:
         after: weave.service
         binary: {{ mesos.lookup.agent_binary }}
         environment_file: {{ mesos.lookup.agent_environment_file }}
+{{ unit_reloaded('Mesos agent') }}
