@@ -5,9 +5,10 @@ The agent reads the JSON files of its config dir as Consul does and listens wher
 would: the HTTP API on ``client_addr`` (port ``ports.http``), DNS on ``client_addr`` (port
 ``ports.dns``, ``<service>.service.<domain>`` and ``<node>.node.<domain>``), and the server
 RPC port 8300 on ``bind_addr``. A server holds the catalog (the simulator, ACLs on with the
-management token), itself listed as service ``consul``; a client agent sends its node and
-config-dir services to every server of ``retry_join`` over that port (as real agents reach
-the servers over RPC) and forwards DNS lookups it cannot answer to them.
+management token), itself listed as service ``consul``; every agent sends its node and
+config-dir services (a server: and itself as ``consul``) to every other server of
+``retry_join`` over that port, as real agents reach the servers over RPC, and a client
+forwards the DNS lookups it cannot answer to them.
 """
 
 import json
@@ -121,10 +122,10 @@ class Agent:
         threading.Thread(target=loop, name="rpc", daemon=True).start()
 
     def join_servers(self):
-        """A client's anti-entropy: its node and services on every server, retried until each
+        """Anti-entropy: this node and its services on every other server, retried until each
         answered once (servers may start later)."""
-        member = json.dumps({"node": self.node, "address": self.address,
-                             "services": self.own_services()}).encode() + b"\n"
+        services = self.own_services() + ([{"name": "consul", "port": RPC_PORT}] if self.server else [])
+        member = json.dumps({"node": self.node, "address": self.address, "services": services}).encode() + b"\n"
         pending = set(self.peers)
         while pending:
             for peer in sorted(pending):
@@ -147,8 +148,7 @@ class Agent:
             self._api("PUT", "/v1/catalog/deregister", {"Node": self.node, "ServiceID": "consul"})
         if self.server:
             self.serve_rpc()
-        else:
-            threading.Thread(target=self.join_servers, name="join", daemon=True).start()
+        threading.Thread(target=self.join_servers, name="join", daemon=True).start()
         notify_ready()
         threading.Event().wait()
 
