@@ -134,7 +134,7 @@ def missing_prerequisites():
     missing = []
     if os.geteuid() != 0:
         missing.append("root")
-    for tool in ("systemd-nspawn", "mmdebstrap", "socat", "dnsmasq", "nsenter", "ip"):
+    for tool in ("systemd-nspawn", "mmdebstrap", "socat", "dnsmasq", "nsenter", "ip", "gpg", "dpkg-deb"):
         if shutil.which(tool, path=TOOL_PATH) is None:
             missing.append(tool)
     return missing
