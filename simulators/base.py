@@ -236,6 +236,15 @@ class _Server(http.server.ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
+def serve_forever_on(simulator, address, port):
+    """Answer ``simulator``'s API on ``address``:``port`` in a background thread until the
+    process ends: a stand-in on a real host listens where the real server would (its private
+    address as well as loopback), not on a loopback port of its own choosing."""
+    server = _Server((address, port), simulator)
+    threading.Thread(target=server.serve_forever, name=f"{simulator.name}-{address}", daemon=True).start()
+    return server
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as clients pool connections
 

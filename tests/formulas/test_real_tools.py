@@ -228,6 +228,9 @@ def key_server(tmp_path_factory):
     time.sleep(1.5)  # the short-lived key is past its expiry
     yield f"http://127.0.0.1:{server.server_address[1]}", keys
     server.shutdown()
+    for name in keys:  # key generation started a gpg-agent per home
+        subprocess.run(["gpgconf", "--kill", "all"], env=dict(os.environ, GNUPGHOME=str(root / f"home-{name}")),
+                       check=False, capture_output=True)
 
 
 def run_checker(*args):
