@@ -399,7 +399,7 @@ def test_services_from_pillar_and_from_the_engine_never_fight(
 
 
 def test_the_engine_starts_with_one_resync(apps, registered, start_engine):
-    apps.create("/web", 1, free_port())
+    apps.create("/web", 1, listener_port())
     engine = start_engine(resync_interval=60)
     wait_converged(apps, registered, "/web", "web", expected_count=1)
     assert engine.tags("connected")
