@@ -22,9 +22,6 @@ from lab import salt as salt_results
 
 REPO_ROOT = image.REPO_ROOT
 DEFAULT_MAP = "default"
-# The salt-master moves off kong, the only host on the internet, to the first host of the
-# private master profile (the deploy's make_master there).
-SALT_MASTER_PROFILE = "master"
 FIRST_HOST_OCTET = 10
 SUBNET_OF_PROFILE_SUBNET = {"showcase-public": "public", "showcase-private": "private"}
 KEY_SIZE = 2048
@@ -75,11 +72,14 @@ class Cluster:
             next_octet[subnet] = octet + 1
             self.hosts[name] = hosts.Host(name, f"{network.SUBNETS[subnet]}.{octet}", subnet)
             self.profiles[name] = profile
-            if profile_name == SALT_MASTER_PROFILE:
+            if profile.get("make_master"):  # as salt-cloud decides which node it is
                 salt_masters.append(name)
+        if len(salt_masters) != 1:
+            raise ValueError(f"{map_path(map_name)}: expected one node with make_master, "
+                             f"found {salt_masters or 'none'}")
         self.salt_master = salt_masters[0]
-        # The profile that says how a salt-master is laid out (file_map, master config).
-        self.master_profile = next(p for p in profiles.values() if "file_map" in p)
+        # Its profile says how the salt-master is laid out (file_map, master config).
+        self.master_profile = self.profiles[self.salt_master]
 
     def __getitem__(self, name):
         return self.hosts[name]
