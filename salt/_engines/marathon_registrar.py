@@ -452,6 +452,7 @@ class Registrar:
         self._conflicts = Reported()  # names taken by others, as last reported
         self._invalid = Reported()  # ("app", id) or ("service", name): why it is unusable
         self._fire = fire
+        self._fire_lock = threading.Lock()
         self._stop = threading.Event()
         # Registry and Marathon reads and writes: threads kept, not started for every event.
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -480,7 +481,8 @@ class Registrar:
 
     def fire(self, data, tag):
         try:
-            self._fire(data, f"{self.settings.tag_prefix}/{tag}")
+            with self._fire_lock:  # writing threads fire too; one event at a time on the bus
+                self._fire(data, f"{self.settings.tag_prefix}/{tag}")
         except Exception as err:  # pylint: disable=broad-except
             # Events are for operators: a full event bus must not stop registrations.
             log.warning("could not fire %s: %s", tag, err)
@@ -718,7 +720,8 @@ class Registrar:
     def _converge(self, desired, snapshot, everything=False):
         """Plan and apply ``desired`` against ``snapshot``: returns (ok, number of changes).
 
-        ``everything``: ``desired`` is every service, so conflicts not found are resolved."""
+        ``everything``: ``desired`` is every service, so conflicts not found are resolved.
+        Each service's changes are fired as soon as its writes are over."""
         plan = registrationutil.plan(desired, snapshot, self.owner)
         # A name taken by someone else (pillar, another cluster) stays refused until they
         # give it up: reported when it appears or changes, and no reason to retry sooner.
@@ -730,13 +733,16 @@ class Registrar:
         if not plan:
             return True, 0
         result = registrationutil.apply(plan, self.registries, self.settings.max_workers,
-                                        pool=self._pool)
+                                        pool=self._pool, on_service_done=self._report_changes)
         self._remember_writes(result)
-        for service, changes in result.changes().items():
-            self.fire({"service": service, "changes": changes}, f"change/{service}")
         for error in result.errors():
             self._report_error("apply", error)
         return result.ok, len(result.done)
+
+    def _report_changes(self, service, done):
+        """A service's changes, fired as soon as its writes are over (from a writing thread)."""
+        self.fire({"service": service, "changes": registrationutil.changes_of(done)[service]},
+                  f"change/{service}")
 
     def _remember_writes(self, result):
         """Keep the known snapshot true to what was written; after a failure, forget it."""

@@ -39,11 +39,13 @@ Stable API (the Marathon engine builds on it)
     ``Plan.conflicts`` and that service is left out of the plan. With
     ``prune_instances=False`` servers missing from a spec are kept.
 
-``apply(plan, registries, max_workers=8) -> ApplyResult``
+``apply(plan, registries, max_workers=8, on_service_done=None) -> ApplyResult``
     The writes, concurrently across independent objects and in dependency order within a
     service (Consul first on create so ownership is claimed, last on delete; vulcand backend
-    before its servers and frontend; Kong service before route). A failure stops the steps that
-    depend on it; ``ApplyResult`` tells what was done, what failed and what was skipped.
+    before its servers and frontend; Kong service before route), instances first among the
+    steps ready. A failure stops the steps that depend on it; ``ApplyResult`` tells what was
+    done, what failed and what was skipped; ``on_service_done`` hears of each service as soon
+    as its steps are over.
 
 ``converge(registries, owner, desired, ...) -> Outcome``
     read, plan, (apply unless ``test``), verify: what the states and execution functions run.
@@ -844,16 +846,26 @@ class ApplyResult:
         return messages
 
 
-def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS, pool=None):
+# Which ready steps go first (lowest first): instances, then all the others.
+_WRITE_RANK = {VULCAND_SERVER: 0}
+
+
+def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS, pool=None, on_service_done=None):
     """Carry out ``plan_``: independent steps concurrently (at most ``max_workers`` at once),
     each step after the ones it depends on; a failure skips its dependents.
 
     ``pool``: an executor with ``max_workers - 1`` threads to spare for the writes (by
     default, threads are started for this call); the caller's thread is always one writer.
 
-    Of the steps ready to go, the earliest in the plan goes first, so that services are
-    finished one after another (each routable as soon as it can be) instead of every service's
-    first step first; it also keeps every registry busy at once rather than one after another.
+    ``on_service_done(service, done)``: called (from a writing thread) as soon as every step
+    of a service has been written, failed or been skipped, with the ones written, so that
+    what one service's changes mean is known without waiting for the others'.
+
+    Of the steps ready to go, instances (vulcand servers) go first: a task is what traffic
+    waits for, and a burst of new services must not hold up a task of a service that is
+    ready. Then the earliest in the plan, so that services are finished one after another
+    (each routable as soon as it can be) instead of every service's first step first; it also
+    keeps every registry busy at once rather than one after another.
     """
     steps = plan_.steps
     waits = dependencies(steps)
@@ -862,8 +874,13 @@ def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS, pool=None):
         for dependency in needed:
             dependents[dependency].append(index)
     unmet = {index: len(needed) for index, needed in waits.items()}
-    ready = [index for index, count in unmet.items() if count == 0]
+    order = {index: (_WRITE_RANK.get(step.ref.kind, 1), index) for index, step in enumerate(steps)}
+    ready = [order[index] for index, count in unmet.items() if count == 0]
     heapq.heapify(ready)
+    by_service = {}
+    for index, step in enumerate(steps):
+        by_service.setdefault(step.ref.service, []).append(index)
+    open_steps = {service: len(indexes) for service, indexes in by_service.items()}
     done, result = set(), ApplyResult()
     state = threading.Condition()
     writing = [0]  # steps being written now
@@ -872,30 +889,36 @@ def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS, pool=None):
     def skip(index, cause):
         # A step whose dependency failed is not attempted, nor is anything waiting for it.
         result.skipped.append((steps[index], steps[cause]))
+        open_steps[steps[index].ref.service] -= 1
         for dependent in dependents[index]:
             if unmet[dependent] is not None:
                 unmet[dependent] = None
                 skip(dependent, cause)
 
     def finish(index, error):
-        """Record a written (or failed) step and release what waited for it; under ``state``."""
+        """Record a written (or failed) step and release what waited for it; under ``state``.
+        Returns (steps released, the service's written steps when it has no more to go)."""
+        service = steps[index].ref.service
+        open_steps[service] -= 1
+        released = 0
         if error is not None:
             result.failed.append((steps[index], error))
             for dependent in dependents[index]:
                 if unmet[dependent] is not None:
                     unmet[dependent] = None
                     skip(dependent, index)
-            return 0
-        done.add(index)
-        released = 0
-        for dependent in dependents[index]:
-            if unmet[dependent] is None:
-                continue
-            unmet[dependent] -= 1
-            if unmet[dependent] == 0:
-                heapq.heappush(ready, dependent)
-                released += 1
-        return released
+        else:
+            done.add(index)
+            for dependent in dependents[index]:
+                if unmet[dependent] is None:
+                    continue
+                unmet[dependent] -= 1
+                if unmet[dependent] == 0:
+                    heapq.heappush(ready, order[dependent])
+                    released += 1
+        if open_steps[service]:
+            return released, None
+        return released, [steps[other] for other in by_service[service] if other in done]
 
     def work():
         # Each worker takes the next ready step itself: handing every step to a pool and its
@@ -907,7 +930,7 @@ def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS, pool=None):
                 if not ready or crashed:
                     state.notify_all()  # nothing left to start: the others stop too
                     return
-                index = heapq.heappop(ready)
+                _, index = heapq.heappop(ready)
                 writing[0] += 1
             error = None
             try:
@@ -922,11 +945,13 @@ def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS, pool=None):
                 return
             with state:
                 writing[0] -= 1
-                released = finish(index, error)
+                released, service_done = finish(index, error)
                 if released > 1:
                     state.notify(released - 1)  # this worker takes one itself
                 elif not writing[0] and not ready:
                     state.notify_all()
+            if service_done is not None and on_service_done is not None:
+                on_service_done(steps[index].ref.service, service_done)
 
     helpers = min(max_workers, len(steps)) - 1  # a one-step plan needs no thread
     with _executor(pool, max(1, helpers)) as executor:

@@ -68,8 +68,10 @@ class Recorder:
         self.snapshot_names.append(names)
         return self.snapshot
 
-    def apply(self, plan, registries, max_workers, pool=None):
+    def apply(self, plan, registries, max_workers, pool=None, on_service_done=None):
         self.plans.append(plan)
+        for service in plan.services():
+            on_service_done(service, [step for step in plan.steps if step.ref.service == service])
         return registrationutil.ApplyResult(done=list(plan.steps))
 
     def steps(self):
@@ -265,7 +267,7 @@ def test_a_failed_write_makes_the_engine_read_the_registries_again(recorder, mon
     marathon = FakeMarathon([app("/web", "web", tasks=[1])])
     engine, _ = registrar(marathon)
     engine.resync()
-    monkeypatch.setattr(registrationutil, "apply", lambda plan, registries, max_workers, pool=None:
+    monkeypatch.setattr(registrationutil, "apply", lambda plan, registries, max_workers, **options:
                         registrationutil.ApplyResult(failed=[(plan.steps[0], "HTTP 503")]))
     marathon.apps["/web"] = app("/web", "web", tasks=[1, 2])
     assert engine.converge_apps({"/web"}) is False
@@ -288,7 +290,7 @@ def test_marathon_failures_are_reported_and_ask_for_a_retry(recorder):
 
 
 def test_registry_write_failures_are_reported(recorder, monkeypatch):
-    def failing_apply(plan, registries, max_workers, pool=None):
+    def failing_apply(plan, registries, max_workers, **options):
         first, rest = plan.steps[0], plan.steps[1:]
         return registrationutil.ApplyResult(
             failed=[(first, "consul: PUT ... HTTP 500")], skipped=[(step, first) for step in rest]

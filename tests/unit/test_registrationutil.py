@@ -359,6 +359,33 @@ def test_apply_stops_a_failed_chain_and_carries_on_with_other_services():
         in result.errors()
 
 
+def test_apply_writes_the_instances_of_a_ready_service_before_a_new_services_scaffolding():
+    registries = fake_registries()
+    calls = registries.consul.calls = registries.vulcand.calls = registries.kong.calls = []
+    # "api" comes first in the plan and is new; "web" is registered and gains an instance.
+    planned = reg.plan({"api": reg.ServiceSpec("api", 10001), "web": WEB2}, registered(WEB),
+                       OWNER)
+    result = reg.apply(planned, registries, max_workers=1)
+    assert result.ok and len(calls) == len(planned.steps) == 8
+    assert calls[0][:2] == ("upsert_server", "web")
+    assert calls[1][0] == "register_service"
+
+
+def test_apply_says_when_each_service_is_over_with_what_was_written():
+    registries = fake_registries(fail={("upsert", "backends")})
+    planned = reg.plan({"web": WEB, "api": reg.ServiceSpec("api", 10001)},
+                       registered(), OWNER)
+    finished = []
+    result = reg.apply(planned, registries, max_workers=2,
+                       on_service_done=lambda service, done: finished.append(
+                           (service, sorted(map(str, done)))))
+    assert not result.ok
+    assert sorted(finished) == [
+        ("api", ["create consul service api", "create vulcand listener api"]),
+        ("web", ["create consul service web", "create vulcand listener web"]),
+    ]
+
+
 def test_apply_deletes_consul_last():
     registries = fake_registries()
     result = reg.apply(reg.plan({"web": None}, registered(WEB), OWNER), registries)
