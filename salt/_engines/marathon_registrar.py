@@ -741,6 +741,8 @@ class Registrar:
 
     def _report_changes(self, service, done):
         """A service's changes, fired as soon as its writes are over (from a writing thread)."""
+        if not done:
+            return  # every write failed: the errors are reported
         self.fire({"service": service, "changes": registrationutil.changes_of(done)[service]},
                   f"change/{service}")
 

@@ -290,8 +290,9 @@ def test_marathon_failures_are_reported_and_ask_for_a_retry(recorder):
 
 
 def test_registry_write_failures_are_reported(recorder, monkeypatch):
-    def failing_apply(plan, registries, max_workers, **options):
+    def failing_apply(plan, registries, max_workers, on_service_done=None, **options):
         first, rest = plan.steps[0], plan.steps[1:]
+        on_service_done(first.ref.service, [])  # nothing written
         return registrationutil.ApplyResult(
             failed=[(first, "consul: PUT ... HTTP 500")], skipped=[(step, first) for step in rest]
         )
@@ -302,6 +303,7 @@ def test_registry_write_failures_are_reported(recorder, monkeypatch):
     assert engine.resync() is False
     errors = [data["error"] for tag, data in events if tag == "marathon/registrar/error"]
     assert any("HTTP 500" in error for error in errors)
+    assert not [tag for tag, _ in events if tag.startswith("marathon/registrar/change/")]
 
 
 # -- start(): configuration -------------------------------------------------------------------
