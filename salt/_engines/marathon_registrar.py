@@ -584,14 +584,13 @@ class Registrar:
 
     def _read_everything(self):
         """(registries snapshot, {app id: AppFacts}): Marathon and the registries read at once."""
-        listed = self._pool.submit(self.marathon.list_apps, label=marathonutil.LABEL_SERVICE)
+        listed = self._pool.submit(self.marathon.iter_apps, label=marathonutil.LABEL_SERVICE)
         snapshot = registrationutil.read_snapshot(self.registries, self.owner, pool=self._pool)
         self.grace.remember(ref.key for ref in snapshot.objects if ref.kind == VULCAND_SERVER)
-        apps, facts = listed.result(), {}
-        while apps:  # each raw app released once read: the listing is the largest thing read
-            app = apps.pop()
-            facts[marathonutil.normalise_app_id(app["id"])] = self._facts(app)
-        return snapshot, facts
+        # Each app decoded when its facts are taken, and released then: the listing is the
+        # largest thing read, some hundred times larger decoded than any one app.
+        return snapshot, {marathonutil.normalise_app_id(app["id"]): self._facts(app)
+                          for app in listed.result()}
 
     def converge_apps(self, app_ids):
         """Re-read ``app_ids`` from Marathon and converge the services they are part of."""
@@ -599,9 +598,11 @@ class Registrar:
         before = {app_id: self.apps.get(app_id) for app_id in app_ids}
         try:
             if len(app_ids) >= self.settings.burst_apps:
-                listed = self.marathon.list_apps(label=marathonutil.LABEL_SERVICE)
-                current = {marathonutil.normalise_app_id(app["id"]): app for app in listed}
-                fresh = {app_id: current.get(app_id) for app_id in app_ids}
+                fresh = dict.fromkeys(app_ids)
+                for app in self.marathon.iter_apps(label=marathonutil.LABEL_SERVICE):
+                    app_id = marathonutil.normalise_app_id(app["id"])
+                    if app_id in fresh:
+                        fresh[app_id] = app
             else:
                 fresh = dict(zip(app_ids, self._pool.map(self._read_app, app_ids)))
         except CommandExecutionError as err:

@@ -19,6 +19,7 @@ something was deleted.
 import base64
 import binascii
 import json
+import re
 import urllib.parse
 
 from httpclientutil import HTTPClient, HTTPRequestError, NotFoundError
@@ -326,12 +327,18 @@ class MarathonAPI:
 
         :param label: Marathon's label selector, e.g. ``registry.service`` or ``env==prod``
         """
+        return list(self.iter_apps(label, embed_tasks))
+
+    def iter_apps(self, label=None, embed_tasks=True):
+        """:meth:`list_apps` read at once and decoded one app at a time: the listing of
+        10,000 apps with their tasks is some hundred times larger decoded than any one app."""
         params = {}
         if embed_tasks:
             params["embed"] = "apps.tasks"
         if label:
             params["label"] = label
-        return (self.http.get("/v2/apps", params=params) or {}).get("apps") or []
+        body = self.http.get("/v2/apps", params=params, raw=True)
+        return json_array_items(body, "apps", f"marathon: GET {self.http.base_url}/v2/apps")
 
     def get_app(self, app_id):
         """One app; Marathon always embeds its tasks."""
@@ -347,6 +354,39 @@ class MarathonAPI:
         except NotFoundError:
             return False
         return True
+
+
+_ARRAY_START = re.compile(r'\s*\{\s*"(?P<key>[^"\\]+)"\s*:\s*\[\s*')
+_SEPARATOR = re.compile(r"\s*(?P<token>[,\]])\s*")
+_JSON = json.JSONDecoder()
+
+
+def json_array_items(body, key, what):
+    """The elements of the array ``key`` of the JSON object ``body`` (bytes), decoded one after
+    the other as they are taken (none when ``body`` is empty), so that only one is held
+    decoded at a time. A body of another shape than ``{"<key>": [...]}`` is decoded whole.
+    A reply that is no such JSON raises :class:`CommandExecutionError` naming ``what``."""
+    try:
+        text = body.decode("utf-8") if body else ""
+        start = _ARRAY_START.match(text)
+        if start is None or start["key"] != key:
+            decoded = json.loads(text) if text.strip() else {}
+            yield from (decoded.get(key) or [] if isinstance(decoded, dict) else ())
+            return
+        position = start.end()
+        if text.startswith("]", position):
+            return
+        while True:
+            item, position = _JSON.raw_decode(text, position)
+            yield item
+            separator = _SEPARATOR.match(text, position)
+            if separator is None:
+                raise ValueError(f"expected , or ] at character {position}")
+            position = separator.end()
+            if separator["token"] == "]":
+                return
+    except ValueError as err:  # UnicodeDecodeError and JSONDecodeError among them
+        raise CommandExecutionError(f"{what}: the reply is not the JSON expected: {err}") from None
 
 
 def _app_path(app_id):

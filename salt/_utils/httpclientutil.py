@@ -371,11 +371,13 @@ class HTTPClient:
     def delete(self, path, **kwargs):
         return self.request("DELETE", path, **kwargs)
 
-    def request(self, method, path, json=None, params=None, idempotent=None, headers=None):  # noqa: A002
+    def request(self, method, path, json=None, params=None, idempotent=None, headers=None,  # noqa: A002
+                raw=False):
         """Send one request and return its decoded body.
 
         A JSON reply is decoded, any other non-empty reply is returned as text, an empty one as
-        None. Raises :class:`NotFoundError` on 404, :class:`UnreachableError` when the server
+        None; with ``raw``, the body is returned as it came (bytes), for callers that decode a
+        large reply piece by piece. Raises :class:`NotFoundError` on 404, :class:`UnreachableError` when the server
         cannot be reached, :class:`HTTPRequestError` on any other non-2xx status.
 
         :param path: appended to the base URL; the caller quotes path segments
@@ -407,7 +409,7 @@ class HTTPClient:
             if response.status in RETRYABLE_STATUSES and attempt < attempts:
                 self._pause(attempt, method, url, f"HTTP {response.status}", response)
                 continue
-            return self._decode(method, url, response)
+            return self._decode(method, url, response, raw)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _send(self, method, url, body, headers):
@@ -427,13 +429,15 @@ class HTTPClient:
                   attempt, delay)
         time.sleep(delay)
 
-    def _decode(self, method, url, response):
+    def _decode(self, method, url, response, raw=False):
         if response.status == 404:
             raise NotFoundError(self.system, method, url, 404, server_message(response.data))
         if not 200 <= response.status < 300:
             raise HTTPRequestError(
                 self.system, method, url, response.status, server_message(response.data)
             )
+        if raw:
+            return response.data
         if not response.data:
             return None
         try:

@@ -38,10 +38,10 @@ class FakeMarathon:
         self.calls = []
         self.failure = None
 
-    def list_apps(self, label=None):
-        self.calls.append(("list_apps", label))
+    def iter_apps(self, label=None):
+        self.calls.append(("iter_apps", label))
         self._maybe_fail()
-        return list(self.apps.values())
+        return iter(list(self.apps.values()))
 
     def get_app(self, app_id):
         self.calls.append(("get_app", app_id))
@@ -120,7 +120,7 @@ def test_resync_registers_every_labelled_app_and_merges_apps_sharing_a_service(r
     listener = next(step for plan in recorder.plans for step in plan.steps
                     if str(step.ref) == "vulcand listener web")
     assert listener.new["Address"] == "tcp://0.0.0.0:10001"
-    assert marathon.calls == [("list_apps", "registry.service")]
+    assert marathon.calls == [("iter_apps", "registry.service")]
     assert recorder.snapshot_names == [None]
     tags = {tag for tag, _ in events}
     assert tags >= {"marathon/registrar/change/web", "marathon/registrar/resync"}
@@ -214,7 +214,7 @@ def test_a_burst_of_changed_apps_is_one_listing(recorder):
     engine, _ = registrar(marathon, burst_apps=3)
 
     assert engine.converge_apps({f"/app{n}" for n in range(5)})
-    assert marathon.calls == [("list_apps", "registry.service")]
+    assert marathon.calls == [("iter_apps", "registry.service")]
     assert recorder.snapshot_names == [{f"app{n}" for n in range(5)}]
 
 
