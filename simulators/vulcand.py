@@ -30,6 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from simulators.base import (
+    AcceptLoop,
     Abort,
     BodyError,
     Simulator,
@@ -142,7 +143,7 @@ class _Listener(Simulator):
     name = "vulcand-listener"
 
     def __init__(self, proxy, port):
-        super().__init__(port=port)
+        super().__init__(port=port, accept_loop=proxy.accept_loop)
         self.configured_port = port  # self.port becomes the bound one, which differs for port 0
         self._proxy = proxy
 
@@ -172,6 +173,7 @@ class VulcandSimulator(Simulator):
         self._config_lock = threading.Lock()  # serialises reloads and listener changes
         self._listeners_revision = 0  # etcd revision of the latest single listener change
         self._listeners = {}  # listener id -> _Listener
+        self.accept_loop = None  # the listeners' (one thread for all of them), while started
         self._unopened = {}  # listener id -> port it could not bind
         self._round_robin = defaultdict(int)
         self._round_robin_lock = threading.Lock()
@@ -197,6 +199,7 @@ class VulcandSimulator(Simulator):
             self._etcd_url = self._own_etcd.start().url
         self.etcd = EtcdClient(self._etcd_url)
         self._stopping.clear()
+        self.accept_loop = AcceptLoop()
         self.reload()
         self._watch_thread = threading.Thread(target=self._watch_loop, name="vulcand-watch", daemon=True)
         self._watch_thread.start()
@@ -221,6 +224,9 @@ class VulcandSimulator(Simulator):
             self._listeners.clear()
             self._config = _ProxyConfig()
             self._listeners_revision = 0
+        if self.accept_loop is not None:
+            self.accept_loop.close()
+            self.accept_loop = None
         if self._own_etcd is not None:
             self._own_etcd.stop()
 
