@@ -152,9 +152,11 @@ class KongAPI:
     def get(self, collection, key):
         return self.http.get(f"/{collection}/{quote(key)}")
 
-    def upsert(self, collection, key, entity):
-        """Create or wholesale replace the entity ``key`` (its name, or id) with PUT."""
-        return self.http.put(f"/{collection}/{quote(key)}", json=entity)
+    def upsert(self, collection, key, entity, reply=True):
+        """Create or wholesale replace the entity ``key`` (its name, or id) with PUT; returns
+        Kong's entity unless ``reply`` is false (decoding it is most of a write's CPU left)."""
+        written = self.http.put(f"/{collection}/{quote(key)}", json=entity, raw=not reply)
+        return written if reply else None
 
     def create(self, collection, entity):
         """POST a new entity (for entities without an endpoint key, such as credentials)."""
@@ -162,7 +164,7 @@ class KongAPI:
 
     def delete(self, collection, key):
         """Delete ``key``; Kong answers 204 whether it existed or not."""
-        self.http.delete(f"/{collection}/{quote(key)}")
+        self.http.delete(f"/{collection}/{quote(key)}", raw=True)
 
 
 class VulcandAPI:
@@ -181,10 +183,11 @@ class VulcandAPI:
     def get(self, collection, key):
         return self.http.get(f"/v2/{collection}/{quote(key)}")
 
-    def upsert(self, collection, entity):
-        """Create or replace an object by its ``Id`` (hosts: ``Name``)."""
+    def upsert(self, collection, entity, reply=True):
+        """Create or replace an object by its ``Id`` (hosts: ``Name``); returns vulcand's
+        object unless ``reply`` is false."""
         wrapper, _ = VULCAND_COLLECTIONS[collection]
-        return self.http.post(f"/v2/{collection}", json={wrapper: entity}, idempotent=True)
+        return self._upsert(f"/v2/{collection}", {wrapper: entity}, reply)
 
     def delete(self, collection, key):
         return self._delete(f"/v2/{collection}/{quote(key)}")
@@ -193,16 +196,20 @@ class VulcandAPI:
         path = f"/v2/backends/{quote(backend_id)}/servers"
         return (self.http.get(path) or {}).get("Servers") or []
 
-    def upsert_server(self, backend_id, server):
+    def upsert_server(self, backend_id, server, reply=True):
         path = f"/v2/backends/{quote(backend_id)}/servers"
-        return self.http.post(path, json={"Server": server}, idempotent=True)
+        return self._upsert(path, {"Server": server}, reply)
+
+    def _upsert(self, path, body, reply):
+        written = self.http.post(path, json=body, idempotent=True, raw=not reply)
+        return written if reply else None
 
     def delete_server(self, backend_id, server_id):
         return self._delete(f"/v2/backends/{quote(backend_id)}/servers/{quote(server_id)}")
 
     def _delete(self, path):
         try:
-            self.http.delete(path)
+            self.http.delete(path, raw=True)
         except NotFoundError:
             return False
         return True

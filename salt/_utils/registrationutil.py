@@ -746,11 +746,12 @@ def _port_holders(desired, snapshot):
 # -- apply ------------------------------------------------------------------------------------
 
 
+# The writes below need no reply: what they wrote is ``body``.
 def _upsert_frontend(registries, ref, body):
     registries.vulcand.upsert("frontends", {
         "Id": ref.key, "Type": body["Type"], "BackendId": body["BackendId"],
         "Route": body["Route"], "Settings": {"Hostname": body["Hostname"]},
-    })
+    }, reply=False)
 
 
 def _upsert_listener(registries, ref, body):
@@ -758,13 +759,13 @@ def _upsert_listener(registries, ref, body):
     registries.vulcand.upsert("listeners", {
         "Id": ref.key, "Protocol": body["Protocol"],
         "Address": {"Network": network, "Address": address},
-    })
+    }, reply=False)
 
 
 def _upsert_kong_route(registries, ref, body):
     route = {key: value for key, value in body.items() if key != "service"}
     registries.kong.upsert(f"services/{body['service']}/routes", ref.key,
-                           {"name": ref.key, **route})
+                           {"name": ref.key, **route}, reply=False)
 
 
 # Kind -> writer(registries, ref, body): the API call that makes the object look like body.
@@ -772,15 +773,15 @@ _UPSERTS = {
     CONSUL_SERVICE: lambda registries, ref, body: registries.consul.register_service(
         {"ID": ref.key, **body}),
     VULCAND_HOST: lambda registries, ref, body: registries.vulcand.upsert(
-        "hosts", {"Name": ref.key, "Settings": {}}),
+        "hosts", {"Name": ref.key, "Settings": {}}, reply=False),
     VULCAND_BACKEND: lambda registries, ref, body: registries.vulcand.upsert(
-        "backends", {"Id": ref.key, **body}),
+        "backends", {"Id": ref.key, **body}, reply=False),
     VULCAND_SERVER: lambda registries, ref, body: registries.vulcand.upsert_server(
-        ref.service, {"Id": ref.key, **body}),
+        ref.service, {"Id": ref.key, **body}, reply=False),
     VULCAND_FRONTEND: _upsert_frontend,
     VULCAND_LISTENER: _upsert_listener,
     KONG_SERVICE: lambda registries, ref, body: registries.kong.upsert(
-        "services", ref.key, {"name": ref.key, **body}),
+        "services", ref.key, {"name": ref.key, **body}, reply=False),
     KONG_ROUTE: _upsert_kong_route,
 }
 

@@ -4,7 +4,7 @@ mean beyond their status."""
 import json
 
 import pytest
-from apiclientutil import ConsulAPI, MarathonAPI
+from apiclientutil import ConsulAPI, KongAPI, MarathonAPI, VulcandAPI
 from httpclientutil import NotFoundError
 from salt.exceptions import CommandExecutionError
 
@@ -57,3 +57,17 @@ def test_a_listing_that_is_not_json_is_a_marathon_error(scripted_server):
     assert next(apps) == {"id": "/web"}
     with pytest.raises(CommandExecutionError, match="marathon: GET .*/v2/apps: the reply is not"):
         next(apps)
+
+
+def test_writes_return_the_servers_object_unless_no_reply_is_asked_for(scripted_server):
+    entity = {"id": "s1", "name": "web"}
+    scripted_server.script = [reply(200, entity), reply(200, entity),
+                              reply(200, {"Id": "b1"}), reply(200, {"Id": "b1"})]
+    kong, vulcand = KongAPI(scripted_server.url), VulcandAPI(scripted_server.url)
+    assert kong.upsert("services", "web", {"name": "web"}) == entity
+    assert kong.upsert("services", "web", {"name": "web"}, reply=False) is None
+    assert vulcand.upsert("backends", {"Id": "b1"}) == {"Id": "b1"}
+    assert vulcand.upsert_server("b1", {"Id": "s1", "URL": "http://127.0.0.1:1"},
+                                 reply=False) is None
+    assert [request["path"] for request in scripted_server.received] == [
+        "/services/web", "/services/web", "/v2/backends", "/v2/backends/b1/servers"]

@@ -224,7 +224,7 @@ class FakeAPI:
         self.lock = threading.Lock()
 
     def __getattr__(self, method):
-        def call(*args):
+        def call(*args, **options):  # options (reply=False) change no outcome here
             with self.lock:
                 self.calls.append((method, *args))
             if any(rule == (method, *args[:1]) for rule in self.fail):
