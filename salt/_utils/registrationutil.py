@@ -70,6 +70,7 @@ What gets registered for a service ``web`` on port 10000 in domain ``service.con
 
 import concurrent.futures
 import contextlib
+import functools
 import heapq
 import logging
 import re
@@ -138,12 +139,21 @@ class Owner:
         return sorted([f"managed-by:{MANAGED_BY}", f"cluster:{self.cluster}",
                        f"source:{self.source}"])
 
+    # The marks as the ownership checks compare them, made once: a resync checks every object.
+    @functools.cached_property
+    def _consul_marks(self):
+        return tuple(self.consul_meta.items())
+
+    @functools.cached_property
+    def _kong_marks(self):
+        return frozenset(self.kong_tags)
+
     def owns_consul_service(self, service):
         meta = service.get("Meta") or {}
-        return all(meta.get(key) == value for key, value in self.consul_meta.items())
+        return all(meta.get(key) == value for key, value in self._consul_marks)
 
     def owns_kong_entity(self, entity):
-        return set(self.kong_tags) <= set(entity.get("tags") or ())
+        return self._kong_marks.issubset(entity.get("tags") or ())
 
 
 def describe_consul_owner(service):
