@@ -375,6 +375,7 @@ def json_array_items(body, key, what):
     A reply that is no such JSON raises :class:`CommandExecutionError` naming ``what``."""
     try:
         text = body.decode("utf-8") if body else ""
+        del body  # the text is what is read from now on: not both held
         start = _ARRAY_START.match(text)
         if start is None or start["key"] != key:
             decoded = json.loads(text) if text.strip() else {}
