@@ -72,9 +72,10 @@ Every key is optional:
 ``tag_prefix`` (``marathon/registrar``)
     Prefix of the Salt events fired: ``<prefix>/connected``, ``<prefix>/disconnected``,
     ``<prefix>/resync`` (a summary, with the number of standing conflicts and invalid apps),
-    ``<prefix>/change/<service>`` (each change made), ``<prefix>/error``, ``<prefix>/invalid``
-    (an app whose labels are unusable or break the platform's rules: a reserved name, a port
-    outside ``platform:listener_ports``; it gets nothing registered) and
+    ``<prefix>/change/<service>`` (the changes made, as soon as the service's writes are
+    over), ``<prefix>/error``, ``<prefix>/invalid`` (an app whose labels are unusable or break
+    the platform's rules: a reserved name, a port outside ``platform:listener_ports``; it gets
+    nothing registered) and
     ``<prefix>/lock/{acquired,lost}``. A conflict (an ``error`` event) or an invalid app is
     reported when it appears or changes, not on every resync that still finds it. Follow them
     with ``salt-run state.event``.
