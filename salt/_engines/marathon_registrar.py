@@ -7,7 +7,8 @@ The engine is level-triggered: Marathon's events (``/v2/events``, Server-Sent Ev
 burst of many apps is one ``/v2/apps?embed=apps.tasks``) and converges their services through the
 same plan/apply code as the ``services`` state (:mod:`registrationutil`); between resyncs it
 plans against what it last read of its own objects plus its own writes, so an event costs one
-Marathon read and the writes it calls for. A full resync, reading every app and every registry
+Marathon read and the writes it calls for (an app whose facts did not change is not planned
+again). A full resync, reading every app and every registry
 (one request per source, all at once), runs at start, every ``resync_interval`` seconds and
 after every reconnect, so a lost, late, duplicated or reordered event can never leave anything
 wrong for longer than that. Writes run concurrently (``max_workers``). The engine keeps no state that the registries and Marathon cannot rebuild:
@@ -617,9 +618,12 @@ class Registrar:
                 self.apps[app_id] = facts
             else:
                 self.apps.pop(app_id, None)  # deleted, or no longer labelled
-        names = self._service_names(before) | self._service_names(
-            {app_id: self.apps.get(app_id) for app_id in app_ids}
-        )
+        # An app whose facts are the same as when it was last converged calls for nothing while
+        # the registries are known to match (the known snapshot is forgotten on any failure).
+        touched = [app_id for app_id in app_ids
+                   if self._known is None or self.apps.get(app_id) != before[app_id]]
+        names = self._service_names({app_id: before[app_id] for app_id in touched}) \
+            | self._service_names({app_id: self.apps.get(app_id) for app_id in touched})
         if not names:
             return True
         desired = self._desired(names)
@@ -627,6 +631,7 @@ class Registrar:
             snapshot = self._snapshot(desired)
         except CommandExecutionError as err:
             self._report_error("read registries", err, services=sorted(names))
+            self._known = None  # what was known is no longer trusted to match
             return False
         return self._converge(desired, snapshot)[0]
 

@@ -263,6 +263,35 @@ def test_between_resyncs_owned_services_converge_from_the_known_snapshot(recorde
     assert recorder.snapshot_names == [None, {"api"}]
 
 
+def test_an_event_for_an_app_that_did_not_change_plans_nothing(recorder):
+    marathon = FakeMarathon([app("/web", "web", tasks=[1]), app("/api", "api", port=10001)])
+    engine, _ = registrar(marathon)
+    engine.resync()
+    plans = len(recorder.plans)
+    assert engine.converge_apps({"/web", "/api"})  # e.g. a health event with nothing new
+    assert set(marathon.calls[-2:]) == {("get_app", "/api"), ("get_app", "/web")}
+    assert len(recorder.plans) == plans
+    marathon.apps["/web"] = app("/web", "web", tasks=[1, 2])
+    assert engine.converge_apps({"/web", "/api"})
+    assert {step.ref.service for step in recorder.plans[-1].steps} == {"web"}
+
+
+def test_after_a_failed_registry_read_unchanged_apps_are_converged_again(recorder, monkeypatch):
+    marathon = FakeMarathon([app("/web", "web", tasks=[1])])
+    engine, _ = registrar(marathon)
+    engine.resync()
+    marathon.apps["/new"] = app("/new", "new", port=10001)
+
+    def unreachable(*args, **kwargs):
+        raise httpclientutil.UnreachableError("consul", "GET", "http://c/v1/agent/services")
+
+    monkeypatch.setattr(registrationutil, "read_snapshot", unreachable)
+    assert engine.converge_apps({"/new"}) is False
+    monkeypatch.setattr(registrationutil, "read_snapshot", recorder.read_snapshot)
+    assert engine.converge_apps({"/new", "/web"})
+    assert recorder.snapshot_names[-1] == {"new", "web"}
+
+
 def test_a_failed_write_makes_the_engine_read_the_registries_again(recorder, monkeypatch):
     marathon = FakeMarathon([app("/web", "web", tasks=[1])])
     engine, _ = registrar(marathon)
