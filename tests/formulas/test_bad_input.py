@@ -118,19 +118,24 @@ KONG_KEYS = "admin_port, config, database, limit_nofile, lookup, repo, version"
          "key_url, suite, url."),
         ({"consul": {"services": {"web": {"role": "master", "prot": 80}}}},
          "pillar key `consul:services:web:prot` is unknown: `consul:services:web` takes check, port, role, tags."),
-        ({"kong": {"admin_port": "8001"}}, 'pillar key `kong:admin_port` must be an integer, not a string ("8001").'),
-        ({"vulcand": {"image": {"tag": 0.9}}}, "pillar key `vulcand:image:tag` must be a string, not a number (0.9)."),
-        ({"docker": {"users": "admin"}}, 'pillar key `docker:users` must be a list, not a string ("admin").'),
+        ({"kong": {"admin_port": "8001"}}, "pillar key `kong:admin_port` must be an integer, not a string."),
+        ({"vulcand": {"image": {"tag": 0.9}}}, "pillar key `vulcand:image:tag` must be a string, not a number (quote it)."),
+        ({"docker": {"users": "admin"}}, "pillar key `docker:users` must be a list, not a string."),
         ({"zookeeper": {"config": "tickTime=2000"}},
-         'pillar key `zookeeper:config` must be a mapping, not a string ("tickTime=2000").'),
-        ({"cluster": {"quorum": "two"}}, 'pillar key `cluster:quorum` must be an integer, not a string ("two").'),
+         "pillar key `zookeeper:config` must be a mapping, not a string."),
+        ({"cluster": {"quorum": "two"}}, "pillar key `cluster:quorum` must be an integer, not a string."),
         ({"consul": {"acl_policies": {"ops": {"token": "agent_token", "rules": 1}}}},
-         "pillar key `consul:acl_policies:ops:rules` must be a string, not an integer (1)."),
+         "pillar key `consul:acl_policies:ops:rules` must be a string, not an integer (quote it)."),
     ],
 )
 def test_unknown_or_mistyped_formula_key_is_named(tmp_path, extra, message):
     """Any node is refused (the pillar is the cluster's), whatever formula the key belongs to."""
     assert refusals(node_for(tmp_path, roles=["slave"], extra=extra)) == [message]
+
+
+def test_a_mistyped_secret_is_named_without_its_value(tmp_path):
+    (message,) = refusals(node_for(tmp_path, roles=["kong"], extra={"kong": {"database": {"password": 271828}}}))
+    assert message == "pillar key `kong:database:password` must be a string, not an integer (quote it)."
 
 
 def test_open_mappings_take_the_operators_keys(tmp_path):
