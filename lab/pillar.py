@@ -12,6 +12,8 @@ SECRETS = {
         "dns_token": "6d2c8a4e-1f3b-4e7a-9b5c-8e0d2f4a6c31",
     },
     "kong": {"database": {"password": "lab-kong-password"}},
+    # The gateway's consumer of the Mesos and Marathon UIs (`gateway`, run by orch.cluster).
+    "gateway": {"consumers": {"ops": {"password": "lab-ops-password"}}},
 }
 
 
@@ -28,7 +30,10 @@ def lab_pillar(mirror_root):
         # The mirror's registry speaks plain HTTP (a mirror of one's own usually has TLS).
         "docker": {"daemon": {"insecure-registries": [mirror.REGISTRY]}},
     }
-    return _merge(SECRETS, sources)
+    # The kong minion's registrations (`services`, `gateway`) use the bootstrap token, the one
+    # token the Consul stand-in honours (on AWS: consul:registrar_token).
+    registrar = {"platform": {"consul": {"token": SECRETS["consul"]["acl_token"]}}}
+    return _merge(_merge(SECRETS, sources), registrar)
 
 
 def _merge(left, right):

@@ -42,9 +42,10 @@ class _Connection:
 
 
 class WebApps:
-    """Many example-app instances served by one background thread."""
+    """Many example-app instances served by one background thread, listening on ``address``."""
 
-    def __init__(self):
+    def __init__(self, address=LOOPBACK):
+        self.address = address
         self._selector = selectors.DefaultSelector()
         self._lock = threading.Lock()
         self._pending = []  # callables the loop runs before its next select
@@ -78,14 +79,14 @@ class WebApps:
         self.stop()
 
     def add(self, name, port=0):
-        """Start an instance named ``name`` on 127.0.0.1:``port`` (0: a free port); its port.
+        """Start an instance named ``name`` on ``port`` (0: a free port); its port.
 
         Raises OSError when the port is taken, as a task would fail to bind.
         """
         listener = socket.socket()
         try:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((LOOPBACK, port))
+            listener.bind((self.address, port))
             listener.listen(64)
             listener.setblocking(False)
         except OSError:
@@ -238,11 +239,12 @@ def main(argv=None):
     """Run one instance in the foreground: ``python -m simulators.webapp --name web-1``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="webapp", help="the instance name it answers with")
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    parser.add_argument("--address", default=LOOPBACK, help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=0, help="port (0: a free one)")
     args = parser.parse_args(argv)
-    apps = WebApps().start()
+    apps = WebApps(args.address).start()
     port = apps.add(args.name, args.port)
-    print(f"{args.name}: http://{LOOPBACK}:{port}", flush=True)
+    print(f"{args.name}: http://{args.address}:{port}", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -1,10 +1,12 @@
 """Entry points of the stand-in images (``python3 /standin.pyz marathon|vulcand FLAGS``):
-the project's Marathon simulator, and its vulcand simulator on the host's real etcd, each
+the project's Marathon simulator, and its vulcand simulator on the host's real etcd (its
+listeners on their stored addresses, its servers anywhere in the VPC, as vulcand's), each
 listening where the flags of the formulas' units say."""
 
 import sys
 import threading
 
+from lab.standins import VPC_CIDR
 from simulators.base import serve_forever_on
 
 
@@ -32,7 +34,8 @@ def marathon(flags):
 def vulcand(flags):
     from simulators.vulcand import VulcandSimulator
 
-    simulator = VulcandSimulator(etcd_url=flags["etcd"].split(",")[0], prefix=flags.get("etcdKey", "/vulcand")).start()
+    simulator = VulcandSimulator(etcd_url=flags["etcd"].split(",")[0], prefix=flags.get("etcdKey", "/vulcand"),
+                                 upstream_networks=[VPC_CIDR]).start()
     serve_forever_on(simulator, flags["apiInterface"], int(flags.get("apiPort", 8182)))
 
 
