@@ -147,7 +147,7 @@ class Cluster:
         master.write(f"{pillar_root}/local.sls", salt.utils.yaml.safe_dump(
             pillar.lab_pillar(mirror_root), default_flow_style=False))
         master.write("/etc/salt/master.d/cloud.conf", salt.utils.yaml.safe_dump(
-            self.master_profile["master"], default_flow_style=False))
+            pillar.master_config(self.master_profile["master"]), default_flow_style=False))
         master.enable("salt-master.service")
 
     def minion_config(self, name):

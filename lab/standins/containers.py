@@ -1,6 +1,7 @@
 """Entry points of the stand-in images (``python3 /standin.pyz marathon|vulcand FLAGS``):
-the project's Marathon simulator, and its vulcand simulator on the host's real etcd, each
-listening where the flags of the formulas' units say."""
+the project's Marathon simulator, its tasks launched on the Mesos agents of ``--master``
+(lab/standins/mesos.py), and its vulcand simulator on the host's real etcd, each listening
+where the flags of the formulas' units say."""
 
 import sys
 import threading
@@ -23,9 +24,10 @@ def _flags(argv):
 
 
 def marathon(flags):
+    from lab.standins.mesos import MesosTasks, masters_of
     from simulators.marathon import MarathonSimulator
 
-    simulator = MarathonSimulator().start()
+    simulator = MarathonSimulator(launcher=MesosTasks(masters_of(flags["master"]))).start()
     serve_forever_on(simulator, flags["http_address"], int(flags.get("http_port", 8080)))
 
 
