@@ -1,7 +1,6 @@
 """Entry points of the stand-in images (``python3 /standin.pyz marathon|vulcand FLAGS``):
-the project's Marathon simulator, its tasks launched on the Mesos agents of ``--master``
-(lab/standins/mesos.py), and its vulcand simulator on the host's real etcd, each listening
-where the flags of the formulas' units say."""
+the project's Marathon simulator, and its vulcand simulator on the host's real etcd, each
+listening where the flags of the formulas' units say."""
 
 import sys
 import threading
@@ -24,6 +23,7 @@ def _flags(argv):
 
 
 def marathon(flags):
+    """Its tasks run on the Mesos agents of ``--master`` (lab/standins/mesos.py)."""
     from lab.standins.mesos import MesosTasks, masters_of
     from simulators.marathon import MarathonSimulator
 
