@@ -115,7 +115,7 @@ def deployed(platform):
 
 def test_tasks_run_on_the_slaves_and_answer_from_their_addresses(default_lab, platform, deployed):
     slaves = {slave.address: slave for slave in default_lab.by_role("slave")}
-    status, body = call(platform.client, "GET", f"http://{default_lab.master.address}:5050/master/slaves")
+    _, body = call(platform.client, "GET", f"http://{default_lab.master.address}:5050/master/slaves")
     agent_ids = {agent["hostname"]: agent["id"] for agent in body["slaves"] if agent["active"]}
     assert set(agent_ids) == set(slaves), agent_ids
     tasks = deployed["web"] + deployed["hello"]
