@@ -380,7 +380,8 @@ def full_resync(app_count, tasks, workers, runs):
                 for label, measured in figures.items():
                     result = engine.resync()
                     if not result["ok"]:
-                        raise SystemExit(f"resync failed ({label})")
+                        raise SystemExit(f"resync failed ({label}): "
+                                         + "; ".join(map(str, result["errors"])))
                     measured["seconds"].append(result["seconds"])
                     measured["cpu"].append(result["cpu"])
                     writes = sum(n for (system, method), n in result["requests"].items()
