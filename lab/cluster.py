@@ -145,7 +145,7 @@ class Cluster:
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "local.sls"))
         self.write_pillar(pillar.lab_pillar(mirror_root))
         master.write("/etc/salt/master.d/cloud.conf", salt.utils.yaml.safe_dump(
-            self.master_profile["master"], default_flow_style=False))
+            pillar.master_config(self.master_profile["master"]), default_flow_style=False))
         master.enable("salt-master.service")
 
     def minion_config(self, name):

@@ -1,5 +1,6 @@
 """The lab's pillar (the salt-master's ``local.sls``): the secrets an operator supplies and the
-source keys pointed at the lab's mirror. Nothing else differs from AWS."""
+source keys pointed at the lab's mirror; and the one secret the operator adds to the master's
+configuration, the Marathon engine's Consul token. Nothing else differs from AWS."""
 
 from lab import mirror
 
@@ -34,6 +35,15 @@ def lab_pillar(mirror_root):
     # token the Consul stand-in honours (on AWS: consul:registrar_token).
     registrar = {"platform": {"consul": {"token": SECRETS["consul"]["acl_token"]}}}
     return _merge(_merge(SECRETS, sources), registrar)
+
+
+def master_config(profile_master):
+    """The profile's master configuration with the engine's ``consul_token``: the bootstrap
+    token, the one token the Consul stand-in honours (on AWS: consul:registrar_token)."""
+    engines = [{name: {**options, "consul_token": SECRETS["consul"]["acl_token"]}}
+               if name == "marathon_registrar" else {name: options}
+               for engine in profile_master.get("engines", []) for name, options in engine.items()]
+    return {**profile_master, "engines": engines}
 
 
 def _merge(left, right):

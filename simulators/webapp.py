@@ -10,7 +10,9 @@ Each instance answers:
 - ``GET /health``: 200 ``{"status": "ok"}``, or 503 ``{"status": "unhealthy"}`` once a test
   marked it so with :meth:`WebApps.set_healthy`;
 - anything else: 200 ``{"instance": <name>, "method", "path", "host"}`` with an
-  ``X-Instance`` header naming the instance.
+  ``X-Instance`` header naming the instance;
+- every path, once :meth:`WebApps.set_failing` made it fail: 503 ``{"status": "failing"}``
+  (a task up but broken, whatever path its health check probes).
 
 Connections carry one request each (``Connection: close``).
 """
@@ -32,6 +34,7 @@ class _Instance:
     name: str
     listener: socket.socket
     healthy: bool = True
+    failing: bool = False
 
 
 @dataclass
@@ -105,6 +108,11 @@ class WebApps:
         """Make ``/health`` of the instance on ``port`` answer 200 (True) or 503 (False)."""
         with self._lock:
             self._instances[port].healthy = healthy
+
+    def set_failing(self, port, failing):
+        """Make every request to the instance on ``port`` answer 503 (True) or as usual (False)."""
+        with self._lock:
+            self._instances[port].failing = failing
 
     def ports(self):
         with self._lock:
@@ -194,7 +202,9 @@ class WebApps:
 
     def _reply(self, connection, method, path, headers):
         instance = connection.instance
-        if path.split("?")[0] == "/health":
+        if instance.failing:
+            status, body = 503, {"status": "failing"}
+        elif path.split("?")[0] == "/health":
             status, body = (200, {"status": "ok"}) if instance.healthy else (503, {"status": "unhealthy"})
         else:
             status, body = 200, {"instance": instance.name, "method": method, "path": path, "host": headers.get("host")}

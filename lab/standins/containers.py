@@ -25,9 +25,11 @@ def _flags(argv):
 
 
 def marathon(flags):
+    """Its tasks run on the Mesos agents of ``--master`` (lab/standins/mesos.py)."""
+    from lab.standins.mesos import MesosTasks, masters_of
     from simulators.marathon import MarathonSimulator
 
-    simulator = MarathonSimulator().start()
+    simulator = MarathonSimulator(launcher=MesosTasks(masters_of(flags["master"]))).start()
     serve_forever_on(simulator, flags["http_address"], int(flags.get("http_port", 8080)))
 
 

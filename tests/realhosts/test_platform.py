@@ -1,8 +1,8 @@
 """The highstate applied for real from the salt-master to the default map's hosts, checked as an
 operator checks a cluster. Debian's archive installs for real; what this machine cannot fetch
-runs as the lab's stand-ins (see REAL and STAND_INS; the test output names them). Then the
-seed's request across the hosts, orch.cluster, and last the tests that disturb the cluster: a
-pillar change and a host reboot."""
+runs as the lab's stand-ins (see REAL and STAND_INS in conftest.py; the test output names them).
+Then the seed's request across the hosts, orch.cluster, and last the tests that disturb the
+cluster: a pillar change and a host reboot."""
 
 import json
 
@@ -13,10 +13,6 @@ from lab import salt as salt_results
 
 pytestmark = pytest.mark.slow
 
-# Which components run real and which run as the lab's stand-ins (lab/standins, served by
-# the lab's mirror with the real names, versions and file layout).
-REAL = ["chrony", "dnsmasq", "postgresql", "zookeeper", "etcd", "docker"]
-STAND_INS = ["consul", "kong", "mesos-master", "mesos-agent", "marathon", "vulcand", "weave"]
 SERVICES = {
     "kong": ["chrony", "dnsmasq", "consul", "postgresql", "kong"],
     "master": ["chrony", "dnsmasq", "consul", "docker", "weave", "zookeeper", "mesos-master",
@@ -51,16 +47,6 @@ WEB_UNIT = "web-instance"
 
 def role(lab, host):
     return lab.profiles[host.name]["grains"]["roles"][0]
-
-
-@pytest.fixture(scope="module")
-def applied(default_lab):
-    print(f"\nreal: {', '.join(REAL)}; lab stand-ins: {', '.join(STAND_INS)}")
-    first = default_lab.apply()
-    failed = salt_results.failures(first)
-    assert not failed, "states failed on real hosts:\n" + "\n".join(failed)
-    assert set(first) == set(default_lab.hosts)
-    return first
 
 
 def listeners(host):
