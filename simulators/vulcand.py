@@ -14,11 +14,10 @@ robin. Like vulcand it answers 404 when no route matches, 502 when the server ca
 loopback servers: any other URL gets 502 without a connection attempt. A stand-in on real hosts
 opts in to ``upstream_networks``: listeners then listen on their stored address, as vulcand's,
 and servers within those networks are contacted too (names resolved through the system
-resolver). Not modelled: https
-listeners (not opened), middlewares' effect on traffic (they are stored and listed), the
-``/v2/top`` statistics (always empty), and the sealing of host key pairs. Unlike vulcand, which
-applies a change when its etcd watch delivers it (a few milliseconds later), API writes take
-effect before the reply.
+resolver). Not modelled: https listeners (not opened), middlewares' effect on traffic (they are
+stored and listed), the ``/v2/top`` statistics (always empty), and the sealing of host key pairs.
+Unlike vulcand, which applies a change when its etcd watch delivers it (a few milliseconds
+later), API writes take effect before the reply.
 """
 
 import http.client

@@ -33,6 +33,16 @@ PUBLIC_LISTENERS = {"kong": ("0.0.0.0:8000",)}
 # The salt-master's publish and request ports: the deploy's master configuration leaves its
 # default interface (every address); the security groups admit only the cluster's.
 SALT_MASTER_LISTENERS = ("0.0.0.0:4505", "0.0.0.0:4506")
+KONG_PROXY_PORT = 8000
+# orch.cluster's steps that apply the highstate (every host in one of them), then the gateway.
+HIGHSTATES = ("Cluster masters are built", "Cluster agents are built", "Cluster gateway node is built")
+GATEWAY_STEP = "Cluster gateway registrations are applied"
+MINE_STEP = "Cluster mine holds every node's addresses"
+# The example web app (simulators/webapp.py) on every slave, a port outside the platform's
+# listener range (pillar platform:listener_ports), as a task would hold.
+WEB_PORT = 20080
+WEB_APP = "/usr/local/lib/showcase-lab/webapp.py"
+WEB_UNIT = "web-instance"
 
 
 def role(lab, host):
@@ -135,22 +145,6 @@ def test_a_failing_state_names_its_host_state_and_message(default_lab, applied):
     assert missing in failed[0]
 
 
-def test_a_second_apply_changes_nothing(default_lab, applied):
-    second = default_lab.apply()
-    assert not salt_results.failures(second), salt_results.failures(second)
-    assert not salt_results.changed(second), "a second apply changed:\n" + "\n".join(salt_results.changed(second))
-
-
-# --- the seed's flow across hosts, then the tests that disturb the cluster (last) ----------------
-
-# The example web app (simulators/webapp.py) on every slave, a port outside the platform's
-# listener range (pillar platform:listener_ports), as a task would hold.
-WEB_PORT = 20080
-WEB_APP = "/usr/local/lib/showcase-lab/webapp.py"
-WEB_UNIT = "web-instance"
-PROXY_PORT = 8000
-
-
 def request(client, url, headers=(), user=None):
     """(status, JSON body or text, response headers) of a GET made with curl on ``client``."""
     argv = ["curl", "-s", "-D", "/dev/stderr", "-w", "\n%{http_code}", url]
@@ -164,6 +158,45 @@ def request(client, url, headers=(), user=None):
     except ValueError:
         pass
     return int(status or 0), body, {name.lower(): value.strip() for name, value in head.items()}
+
+
+def orchestrate(lab):
+    """``salt-run state.orchestrate orch.cluster`` on the salt-master: its steps by id. A failed
+    step fails the test, naming the host, state and message (or the step's comment)."""
+    done = lab.master.run(["salt-run", "--out=json", "state.orchestrate", "orch.cluster"], check=False)
+    steps = {step["__id__"]: step for step in next(iter(json.loads(done.stdout)["data"].values())).values()}
+    failed = [line for name, step in steps.items() if step["result"] is not True
+              for line in salt_results.failures(step["changes"].get("ret", {})) or [f"{name}: {step['comment']}"]]
+    assert done.returncode == 0 and not failed, "orch.cluster failed:\n" + "\n".join(failed)
+    return steps
+
+
+def test_a_second_apply_through_orch_cluster_changes_nothing_and_opens_the_gateway(default_lab, applied):
+    # orch.cluster applies every host's highstate again, in the cluster's order: on the built
+    # cluster nothing changes; its last step registers the gateway (new here).
+    first = orchestrate(default_lab)
+    changed = [line for name in HIGHSTATES for line in salt_results.changed(first[name]["changes"].get("ret", {}))]
+    assert not changed, "a second apply changed:\n" + "\n".join(changed)
+    comments = " ".join(first[name]["comment"] for name in HIGHSTATES)
+    assert all(name in comments for name in default_lab.hosts), comments  # "No changes made to <hosts>."
+    assert salt_results.changed(first[GATEWAY_STEP]["changes"]["ret"])
+    # The Marathon UI behind Kong, for the gateway's consumer only (asked from another host).
+    kong, client = default_lab["kong"], default_lab["slave0"]
+    url, host = f"http://{kong.address}:{KONG_PROXY_PORT}/v2/apps", "Host: marathon.service.consul"
+    consumer, credentials = next(iter(default_lab.pillar()["gateway"]["consumers"].items()))
+    assert request(client, url, [host])[0] == 401
+    status, apps, _ = request(client, url, [host], user=f"{consumer}:{credentials['password']}")
+    assert status == 200 and isinstance(apps["apps"], list), apps
+
+    second = orchestrate(default_lab)
+    # mine.update is a function call: it reports what each host returned, not a change.
+    assert set(second.pop(MINE_STEP)["changes"]["ret"]) == set(default_lab.hosts)
+    changed = {name: step["changes"] for name, step in second.items() if step["changes"]}
+    assert not changed, f"a second orch.cluster changed: {changed}"
+
+
+# --- the seed's flow across hosts, then the tests that disturb the cluster (last) ----------------
+
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +224,7 @@ def test_the_seeds_flow_crosses_kong_vulcand_and_the_slaves(default_lab, web_ins
     assert not salt_results.failures(registered), salt_results.failures(registered)
     assert salt_results.changed(registered) == ["kong: Microservices from pillar are registered"]
     kong, client = default_lab["kong"], default_lab["slave0"]
-    answers = [request(client, f"http://{kong.address}:{PROXY_PORT}/seed", ["Host: web.service.consul"])
+    answers = [request(client, f"http://{kong.address}:{KONG_PROXY_PORT}/seed", ["Host: web.service.consul"])
                for _ in range(2 * len(web_instances))]
     for status, body, headers in answers:
         assert status == 200 and body["path"] == "/seed", body
@@ -209,36 +242,6 @@ def test_registering_web_again_changes_nothing(default_lab, web_instances):
     assert [state["result"] for state in predicted["kong"].values()] == [True]
     again = default_lab.apply("kong", ["services"], [web_pillar(web_instances)])
     assert not salt_results.failures(again) and not salt_results.changed(again), again
-
-
-def orchestrate(lab):
-    """``salt-run state.orchestrate orch.cluster`` on the salt-master: its steps by id."""
-    done = lab.master.run(["salt-run", "--out=json", "state.orchestrate", "orch.cluster"], check=False)
-    steps = next(iter(json.loads(done.stdout)["data"].values()))
-    failed = [f"{step['__id__']}: {step['comment']}" for step in steps.values() if step["result"] is not True]
-    assert done.returncode == 0 and not failed, "orch.cluster failed:\n" + "\n".join(failed) + done.stderr[-2000:]
-    return {step["__id__"]: step for step in steps.values()}
-
-
-def test_orchestrating_the_cluster_succeeds_and_again_changes_nothing(default_lab):
-    first = orchestrate(default_lab)
-    # The highstates change nothing on a built cluster; the gateway's registrations are new.
-    highstates = ["Cluster masters are built", "Cluster agents are built", "Cluster gateway node is built"]
-    assert {name: first[name]["changes"] for name in highstates} == dict.fromkeys(highstates, {}), first
-    assert first["Cluster gateway registrations are applied"]["changes"]["ret"]["kong"]
-    # The Marathon UI behind Kong, for the gateway's consumer only (from another host).
-    kong, client = default_lab["kong"], default_lab["slave0"]
-    url, host = f"http://{kong.address}:{PROXY_PORT}/v2/apps", "Host: marathon.service.consul"
-    consumer = next(iter(default_lab.pillar()["gateway"]["consumers"].items()))
-    assert request(client, url, [host])[0] == 401
-    status, info, _ = request(client, url, [host], user=f"{consumer[0]}:{consumer[1]['password']}")
-    assert status == 200 and isinstance(info["apps"], list), info
-
-    second = orchestrate(default_lab)
-    # mine.update is a function call: it reports what each host returned, not a change.
-    assert set(second.pop("Cluster mine holds every node's addresses")["changes"]["ret"]) == set(default_lab.hosts)
-    changed = {name: step["changes"] for name, step in second.items() if step["changes"]}
-    assert not changed, f"a second orch.cluster changed: {changed}"
 
 
 def unit_runs(host, services):
