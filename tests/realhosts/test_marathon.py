@@ -2,7 +2,8 @@
 master (the Marathon stand-in) run on the Mesos agents of the slaves (lab stand-ins,
 lab/standins/mesos.py), answer from the slaves' addresses and are health-checked across the
 hosts; the Marathon engine in the real salt-master on master registers the labelled app
-(specs/hello.json) in Consul, vulcand and Kong by itself and follows its scaling."""
+(specs/hello.json) in Consul, vulcand and Kong by itself and follows its scaling, and requests
+through kong's proxy port are answered by its tasks on the slaves."""
 
 import json
 
@@ -16,18 +17,20 @@ pytestmark = pytest.mark.slow
 SPECS = image.REPO_ROOT / "specs"
 AGENT_PORTS = range(50000, 60001)  # the agents' ports resource (mesos:agent:MESOS_RESOURCES)
 WAIT_SECONDS = 90  # the engine repairs a missed event within its 30 s resync
+PROXY_PORT = 8000
 
 
 def call(host, method, url, body=None, headers=()):
-    """One HTTP request made with curl on ``host``: (status, decoded JSON body or None)."""
+    """One HTTP request made with curl on ``host``: (status, decoded JSON body or None); status
+    0 when nothing answers (a service the highstate just started may not listen yet)."""
     argv = ["curl", "-sS", "-X", method, "-w", "\n%{http_code}", url]
     for header in headers:
         argv += ["-H", header]
     if body is not None:
         argv += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
-    done = host.run(argv, input=None if body is None else json.dumps(body))
+    done = host.run(argv, check=False, input=None if body is None else json.dumps(body))
     text, _, status = done.stdout.rpartition("\n")
-    return int(status), (json.loads(text) if text.strip() else None)
+    return int(status or 0), (json.loads(text) if text.strip() else None)
 
 
 def wait_for(condition, what, timeout=WAIT_SECONDS):
@@ -88,6 +91,22 @@ def endpoints(tasks):
     return sorted(f"http://{task['host']}:{task['ports'][0]}" for task in tasks)
 
 
+def registered(platform, tasks):
+    """Once vulcand holds exactly ``tasks`` and Kong routes hello: the task ids answering
+    hello.service.consul through kong's proxy port (from a slave), kong -> vulcand on master ->
+    a task on a slave."""
+    wait_for(lambda: platform.vulcand_servers("hello") == endpoints(tasks)
+             and (platform.kong("/services/hello/routes") or {}).get("data"),
+             f"vulcand has hello's {len(tasks)} tasks and Kong its route")
+    answered = set()
+    for _ in range(2 * len(tasks)):  # vulcand takes its servers in turn
+        status, body = call(platform.lab["slave0"], "GET", f"http://{platform.lab['kong'].address}:{PROXY_PORT}/",
+                            headers=["Host: hello.service.consul"])
+        assert status == 200, body
+        answered.add(body["instance"])
+    return answered
+
+
 @pytest.fixture(scope="module")
 def platform(default_lab, applied):
     platform = Platform(default_lab)
@@ -137,9 +156,8 @@ def test_tasks_run_on_the_slaves_and_answer_from_their_addresses(default_lab, pl
         assert [result["alive"] for result in task["healthCheckResults"]] == [True], task
 
 
-def test_the_engine_registers_hello_by_itself(platform, deployed):
-    wanted = endpoints(deployed["hello"])
-    assert wait_for(lambda: platform.vulcand_servers("hello") == wanted, "vulcand has hello's tasks")
+def test_the_engine_registers_hello_by_itself_and_kong_routes_to_its_tasks(platform, deployed):
+    assert registered(platform, deployed["hello"]) == {task["id"] for task in deployed["hello"]}
     consul = platform.consul_service("hello")
     assert [(entry["ServicePort"], entry["Address"]) for entry in consul] == [(10001, platform.lab.master.address)]
     route_hosts = [route["hosts"] for route in platform.kong("/services/hello/routes")["data"]]
@@ -160,7 +178,7 @@ def test_health_checks_probe_the_tasks_on_the_slaves(platform, deployed):
     set_failing(True)
     # Marathon's next probe (every 10 s) finds it failing on the slave; the engine drops it.
     healthy = [task for task in deployed["hello"] if task is not sick]
-    wait_for(lambda: platform.vulcand_servers("hello") == endpoints(healthy), "vulcand drops the failing task")
+    assert registered(platform, healthy) == {task["id"] for task in healthy}
     results = {task["id"]: task.get("healthCheckResults") for task in platform.tasks("hello")}
     assert results[sick["id"]][0]["alive"] is False, results
     set_failing(False)
@@ -169,9 +187,8 @@ def test_health_checks_probe_the_tasks_on_the_slaves(platform, deployed):
              "vulcand has hello's two healthy tasks again")
 
 
-def test_registrations_follow_scaling(platform, deployed):
+def test_registrations_and_the_proxy_follow_scaling(platform, deployed):
     for instances in (3, 1):
         tasks = platform.scale("hello", instances)
         assert {task["host"] for task in tasks} <= {slave.address for slave in platform.lab.by_role("slave")}
-        wait_for(lambda tasks=tasks: platform.vulcand_servers("hello") == endpoints(tasks),
-                 f"vulcand has hello's {instances} tasks")
+        assert registered(platform, tasks) == {task["id"] for task in tasks}
