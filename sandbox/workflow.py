@@ -49,6 +49,7 @@ class Workflow:
         self.created = {}  # what the AWS steps created (account inventory)
         self.nodes = {}  # node -> grains, from the map
         self.routing = []  # summary.routing_table() before the teardown
+        self.host_report = []  # summary.host_lines() rows: the real hosts (none here)
         # Throw-away credentials, made once: the formulas require them, the gateway uses them.
         self.admin_password = secrets.token_urlsafe(12)
         self.formula_secrets = {
@@ -386,6 +387,26 @@ class Workflow:
         self.record_routing()
         if not keep:
             self.tear_down()
+
+    def keep_help(self):
+        """What ``--keep`` prints: how to reach the running sandbox from another shell."""
+        stack = self.stack
+        exports = {**stack.env, "MARATHON": stack.urls.get("marathon", {}).get("url", "")}
+        proxy = stack.urls.get("kong", {}).get("proxy_url", "<kong proxy>")
+        return [
+            "\nThe sandbox keeps running. In another shell, from the repository root:",
+            *(f"  export {name}={value}" for name, value in exports.items()),
+            f"  . .venv/bin/activate; C='-c {stack.salt.config_dir}'",
+            "  salt $C kong test.ping",
+            "  salt $C kong pillar.get platform unmask=True",
+            "  salt-run $C state.event pretty=True      # follow the Marathon engine",
+            "  salt-cloud $C -Q",
+            f"  curl -H 'Host: web.service.consul' {proxy}/",
+            f"Logs: {stack.supervisor.log_dir}\nPress Ctrl-C to stop it.",
+        ]
+
+    def close(self):
+        """Release what the workflow holds beyond the supervisor's processes (nothing here)."""
 
     def tear_down(self):
         self.destroy_instances()

@@ -55,11 +55,11 @@ def sandbox_tmp():
     assert not leftovers, f"processes left behind by the sandbox: {leftovers}"
 
 
-def start_sandbox(repo_root, sandbox_tmp, output, *args):
+def start_sandbox(repo_root, sandbox_tmp, output, *args, env=None):
     return subprocess.Popen(
         [sys.executable, "-m", "sandbox", *args],
         cwd=repo_root,
-        env={**os.environ, "TMPDIR": str(sandbox_tmp)},
+        env={**os.environ, "TMPDIR": str(sandbox_tmp), **(env or {})},
         stdout=output,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -69,7 +69,8 @@ def start_sandbox(repo_root, sandbox_tmp, output, *args):
 def test_the_first_command_runs_the_whole_workflow(repo_root, sandbox_tmp, tmp_path):
     log = tmp_path / "sandbox.out"
     with open(log, "wb") as output:
-        process = start_sandbox(repo_root, sandbox_tmp, output)
+        # The loopback workflow (where real hosts can run, tests/realhosts runs that one).
+        process = start_sandbox(repo_root, sandbox_tmp, output, "--loopback")
         returncode = process.wait(timeout=FULL_RUN_TIMEOUT)
     text = log.read_text()
 
@@ -105,7 +106,7 @@ def test_the_first_command_runs_the_whole_workflow(repo_root, sandbox_tmp, tmp_p
 def test_ctrl_c_stops_every_process_and_removes_the_directory(repo_root, sandbox_tmp, tmp_path):
     log = tmp_path / "sandbox.out"
     with open(log, "wb") as output:
-        process = start_sandbox(repo_root, sandbox_tmp, output)
+        process = start_sandbox(repo_root, sandbox_tmp, output, "--loopback")
         # Interrupt while the Salt daemons start: the most processes, mid-step.
         deadline = time.monotonic() + 120
         while "salt-master" not in log.read_text() and process.poll() is None:
