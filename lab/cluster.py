@@ -11,6 +11,7 @@ salt-master as salt-cloud does. The salt-master host (the private ``master`` hos
 import dataclasses
 import json
 import pathlib
+import posixpath
 import shutil
 import time
 
@@ -82,6 +83,11 @@ def start_infrastructure(names):
     mirror_root = mirror.build(root_image)
     mirror.start(mirror_root)
     return Infrastructure(root_image, proxies, mirror_root, image_seconds)
+
+
+def file_map_destination(source, target):
+    """Where salt-cloud's ``file_map`` puts ``source``: into ``target`` when it ends with ``/``."""
+    return posixpath.join(target, pathlib.PurePath(source).name) if target.endswith("/") else target
 
 
 class Cluster:
@@ -160,7 +166,7 @@ class Cluster:
                 self.profiles[name].get("grains", {}), default_flow_style=False))
             host.enable("salt-minion.service")
         for source, target in self.master_profile["file_map"].items():
-            shutil.copytree(REPO_ROOT / source, master.root / target.lstrip("/"),
+            shutil.copytree(REPO_ROOT / source, master.root / file_map_destination(source, target).lstrip("/"),
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "local.sls"))
         pillar_root = self.master_profile["master"]["pillar_roots"]["base"][0]
         master.write(f"{pillar_root}/local.sls", salt.utils.yaml.safe_dump(

@@ -18,6 +18,8 @@ import json
 import os
 import shlex
 import shutil
+import signal
+import subprocess
 import threading
 import time
 
@@ -131,7 +133,8 @@ class RealHostsWorkflow(Workflow):
         for tree in ("salt", "pillar"):
             shutil.copytree(self.repo / tree, self.checkout / tree, ignore=ignore)
         (self.checkout / "cloud.maps.d").symlink_to(self.repo / "cloud.maps.d")
-        saltconfig.write_yaml(self.checkout / "pillar" / "local.sls", self._master_pillar())
+        # Secrets: readable by the salt-master alone (salt-cloud's copy keeps the file's mode).
+        saltconfig.write_yaml(self.checkout / "pillar" / "local.sls", self._master_pillar()).chmod(0o600)
 
     def _salt_cloud(self, argv, timeout):
         """salt-cloud inside the lab's namespace (where the hosts are), from the checkout; its
@@ -168,6 +171,33 @@ class RealHostsWorkflow(Workflow):
             yield
         finally:
             stopped.set()
+            thread.join()
+
+    @contextlib.contextmanager
+    def _state_returns(self):
+        """Say, per host, when its states have run: the salt-master's job returns, followed
+        over SSH (``salt-run state.event``)."""
+        follower = subprocess.Popen(
+            self.ssh_argv(self.salt_master, "sudo salt-run state.event 'salt/job/*/ret/*'"),
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+
+        def follow():
+            for line in follower.stdout:
+                tag, _, data = line.partition("\t")
+                try:
+                    ret = json.loads(data)
+                except ValueError:
+                    continue
+                if str(ret.get("fun", "")).startswith("state.") and isinstance(ret.get("return"), dict):
+                    self._progress(f"{tag.rsplit('/', 1)[-1]}: {ret['fun']} {_state_counts(ret['return'])}")
+
+        thread = threading.Thread(target=follow, name="state returns", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            os.killpg(follower.pid, signal.SIGTERM)
+            follower.wait()
             thread.join()
 
     # -- steps ---------------------------------------------------------------------------------
@@ -242,8 +272,9 @@ class RealHostsWorkflow(Workflow):
             "ssh -J admin@<kong public address> admin@<master private address> "
             "sudo salt-run state.orchestrate orch.cluster",
         ):
-            returncode, output = self.on_salt_master(
-                ["salt-run", "state.orchestrate", "orch.cluster", "--out=json", "--static"], ORCHESTRATE_TIMEOUT)
+            with self._state_returns():
+                returncode, output = self.on_salt_master(
+                    ["salt-run", "state.orchestrate", "orch.cluster", "--out=json"], ORCHESTRATE_TIMEOUT)
             try:
                 steps = json.loads(output[output.index("{"):])["data"]
                 steps = next(iter(steps.values()))
@@ -341,6 +372,15 @@ def _last_json(output):
             if isinstance(document, dict):
                 documents.update(document)
     return documents or None
+
+
+def _state_counts(states):
+    """``N states, M changed, F failed (T s)`` of one host's state results."""
+    results = [state for state in states.values() if isinstance(state, dict)]
+    changed = sum(1 for state in results if state.get("changes"))
+    failed = sum(1 for state in results if state.get("result") is False)
+    seconds = sum(float(state.get("duration", 0) or 0) for state in results) / 1000
+    return f"{len(results)} states, {changed} changed, {failed} failed ({seconds:.0f} s)"
 
 
 def _deployed(result):
