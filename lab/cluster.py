@@ -168,11 +168,9 @@ class Cluster:
         for source, target in self.master_profile["file_map"].items():
             shutil.copytree(REPO_ROOT / source, master.root / file_map_destination(source, target).lstrip("/"),
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "local.sls"))
-        pillar_root = self.master_profile["master"]["pillar_roots"]["base"][0]
-        master.write(f"{pillar_root}/local.sls", salt.utils.yaml.safe_dump(
-            pillar.lab_pillar(mirror_root), default_flow_style=False))
+        self.write_pillar(pillar.lab_pillar(mirror_root))
         master.write("/etc/salt/master.d/cloud.conf", salt.utils.yaml.safe_dump(
-            self.master_profile["master"], default_flow_style=False))
+            pillar.master_config(self.master_profile["master"]), default_flow_style=False))
         master.enable("salt-master.service")
 
     def minion_config(self, name):
@@ -201,13 +199,21 @@ class Cluster:
             time.sleep(1)
         self.salt("*", "saltutil.sync_all")
 
+    @property
+    def pillar_file(self):
+        """The lab's pillar on the salt-master: local.sls of its pillar root."""
+        return f"{self.master_profile['master']['pillar_roots']['base'][0]}/local.sls"
+
     def pillar(self):
         """The lab's pillar as the salt-master serves it (local.sls)."""
-        pillar_root = self.master_profile["master"]["pillar_roots"]["base"][0]
-        return salt.utils.yaml.safe_load(self.master.run(["cat", f"{pillar_root}/local.sls"]).stdout)
+        return salt.utils.yaml.safe_load(self.master.run(["cat", self.pillar_file]).stdout)
 
-    def apply(self, target="*", sls=None, timeout=900):
-        """``salt TARGET state.apply [SLS]`` on the salt-master: the results by host (see
-        lab.salt for reading them)."""
-        argv = [target, "state.apply"] + ([",".join(sls)] if sls else [])
+    def write_pillar(self, data):
+        """Replace the lab's pillar, as an operator edits local.sls on the salt-master."""
+        self.master.write(self.pillar_file, salt.utils.yaml.safe_dump(data, default_flow_style=False))
+
+    def apply(self, target="*", sls=None, arguments=(), timeout=900):
+        """``salt TARGET state.apply [SLS] [ARGUMENTS]`` (such as ``test=True``) on the
+        salt-master: the results by host (see lab.salt for reading them)."""
+        argv = [target, "state.apply"] + ([",".join(sls)] if sls else []) + list(arguments)
         return salt_results.results(self.salt(*argv, timeout=timeout, check=False).stdout)

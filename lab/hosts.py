@@ -122,6 +122,19 @@ class Host:
         system.unmount_all(under=self.directory)
         subprocess.run(["rm", "-rf", "--one-file-system", str(self.directory)], check=True)
 
+    def restart(self, timeout=BOOT_TIMEOUT):
+        """Reboot the host as an operator does, ``systemctl reboot`` on it: its systemd stops
+        every service and systemd-nspawn ends; then boot it again on the same file system (the
+        overlay keeps what the host wrote, as its disk would) and wait for it to be running."""
+        self.run(["systemctl", "reboot"])
+        deadline = time.monotonic() + timeout
+        while system.cgroup_pids(self.group):
+            if time.monotonic() > deadline:
+                raise HostError(f"{self.name}: still shutting down {timeout} s after its reboot began")
+            time.sleep(0.1)
+        self.boot()
+        self.wait_running(timeout)
+
     # --- running --------------------------------------------------------------------------
     def leader(self):
         """PID (machine's view) of the host's systemd: the process of its cgroup that is PID 1

@@ -14,9 +14,9 @@ import subprocess
 import time
 
 from lab import system
+from lab.standins import VPC_CIDR  # noqa: F401 - the one definition, which the stand-ins need on the hosts
 
 BRIDGE = "br-lab"
-VPC_CIDR = "10.0.0.0/16"
 SUBNETS = {"public": "10.0.5", "private": "10.0.12"}
 RESOLVER = "10.0.0.2"
 # The VPC resolver's link-local address, the platform's default upstream (cluster:upstream_dns).

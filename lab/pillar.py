@@ -1,5 +1,6 @@
 """The lab's pillar (the salt-master's ``local.sls``): the secrets an operator supplies and the
-source keys pointed at the lab's mirror. Nothing else differs from AWS."""
+source keys pointed at the lab's mirror; and the one secret the operator adds to the master's
+configuration, the Marathon engine's Consul token. Nothing else differs from AWS."""
 
 from lab import mirror
 
@@ -12,6 +13,8 @@ SECRETS = {
         "dns_token": "6d2c8a4e-1f3b-4e7a-9b5c-8e0d2f4a6c31",
     },
     "kong": {"database": {"password": "lab-kong-password"}},
+    # The gateway's consumer of the Mesos and Marathon UIs (`gateway`, run by orch.cluster).
+    "gateway": {"consumers": {"ops": {"password": "lab-ops-password"}}},
 }
 
 
@@ -28,7 +31,19 @@ def lab_pillar(mirror_root):
         # The mirror's registry speaks plain HTTP (a mirror of one's own usually has TLS).
         "docker": {"daemon": {"insecure-registries": [mirror.REGISTRY]}},
     }
-    return _merge(SECRETS, sources)
+    # The kong minion's registrations (`services`, `gateway`) use the bootstrap token, the one
+    # token the Consul stand-in honours (on AWS: consul:registrar_token).
+    registrar = {"platform": {"consul": {"token": SECRETS["consul"]["acl_token"]}}}
+    return _merge(_merge(SECRETS, sources), registrar)
+
+
+def master_config(profile_master):
+    """The profile's master configuration with the engine's ``consul_token``: the bootstrap
+    token, the one token the Consul stand-in honours (on AWS: consul:registrar_token)."""
+    engines = [{name: {**options, "consul_token": SECRETS["consul"]["acl_token"]}}
+               if name == "marathon_registrar" else {name: options}
+               for engine in profile_master.get("engines", []) for name, options in engine.items()]
+    return {**profile_master, "engines": engines}
 
 
 def _merge(left, right):

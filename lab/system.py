@@ -6,6 +6,7 @@ under :data:`STATE`, the namespace :data:`NETNS`), never from a record a killed 
 have written, so the next run removes what a killed run left behind.
 """
 
+import errno
 import os
 import pathlib
 import shutil
@@ -73,12 +74,26 @@ def kill_cgroup(group, timeout=10):
         if time.monotonic() > deadline:
             raise RuntimeError(f"processes {pids} of the lab's cgroup {group} do not end")
         time.sleep(0.05)
+    deadline = time.monotonic() + timeout
     for hierarchy in cgroup_hierarchies():
         root = hierarchy / group
         if not root.exists():
             continue
         for directory, _, _ in sorted(os.walk(root), key=lambda entry: -len(entry[0])):
+            _remove_cgroup(directory, deadline)
+
+
+def _remove_cgroup(directory, deadline):
+    """rmdir a cgroup whose processes were killed: busy (EBUSY) until the kernel has released
+    the last of them, a moment after cgroup.procs went empty."""
+    while True:
+        try:
             os.rmdir(directory)
+            return
+        except OSError as error:
+            if error.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
 
 
 def lab_mounts(under=STATE):

@@ -22,6 +22,7 @@ connection.
 import email.parser
 import http.client
 import http.server
+import ipaddress
 import json
 import logging
 import re
@@ -321,8 +322,9 @@ class Simulator:
                 routes.setdefault(pattern, Route(re.compile(pattern), {})).handlers[method] = attr
         cls._routes = list(routes.values())
 
-    def __init__(self, port=0):
+    def __init__(self, port=0, address=LOOPBACK):
         self.port = port
+        self.address = address  # where it listens (its URL stays on loopback)
         self.faults = Faults()
         self.request_counts = Counter()
         self._counts_lock = threading.Lock()
@@ -333,7 +335,7 @@ class Simulator:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self):
-        self._server = _Server((LOOPBACK, self.port), self)
+        self._server = _Server((self.address, self.port), self)
         self.port = self._server.server_address[1]
         self._waker, self._wake_receiver = socket.socketpair()
         self._thread = threading.Thread(target=self._serve, name=f"{self.name}-sim", daemon=True)
@@ -454,6 +456,30 @@ class UpstreamError(Exception):
     def __init__(self, message, timed_out):
         super().__init__(message)
         self.timed_out = timed_out
+
+
+def reachable_address(host, networks=()):
+    """The address a simulator's proxy may contact for ``host`` (a name or an address), or None.
+
+    Loopback only (``localhost`` is 127.0.0.1), so that no test traffic leaves the machine and
+    no name is looked up. With ``networks`` (``ipaddress`` networks: the opt-in of a stand-in
+    on real hosts inside a network namespace), also the addresses within them, names resolved
+    through the system resolver as the real proxy resolves them.
+    """
+    if host == "localhost":
+        return LOOPBACK
+    try:
+        candidates = [ipaddress.ip_address(host or "")]
+    except ValueError:
+        if not (host and networks):
+            return None
+        try:
+            candidates = [ipaddress.ip_address(info[4][0])
+                          for info in socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)]
+        except (OSError, UnicodeError):
+            return None
+    return next((str(address) for address in candidates
+                 if address.is_loopback or any(address in network for network in networks)), None)
 
 
 def forward(request, host, port, target, headers, connect_timeout, read_timeout):

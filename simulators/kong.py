@@ -12,7 +12,9 @@ plain or ``~`` regex; methods), runs key-auth and basic-auth, and forwards to th
 service (or to the targets of the upstream its host names) honouring ``strip_path`` and
 ``preserve_host``. Hostnames resolve through the constructor's ``resolve`` map only (patterns
 such as ``*.service.consul`` allowed); besides that only loopback names and addresses are
-reachable, so no test traffic leaves the machine.
+reachable, so no test traffic leaves the machine. A stand-in on real hosts opts in to
+``upstream_networks``: addresses there are reachable too, and other names resolve through the
+system resolver, as Kong's own resolver reads /etc/resolv.conf.
 """
 
 import base64
@@ -37,6 +39,7 @@ from simulators.base import (
     empty_response,
     forward,
     json_response,
+    reachable_address,
     route,
 )
 
@@ -504,13 +507,16 @@ class KongSimulator(Simulator):
 
     name = "kong"
 
-    def __init__(self, port=0, proxy_port=0, resolve=None):
+    def __init__(self, port=0, proxy_port=0, resolve=None, upstream_networks=()):
         """
         :param resolve: hostname (or fnmatch pattern such as ``*.service.consul``) -> address
             used by the proxy to reach services. Only loopback names resolve otherwise.
+        :param upstream_networks: CIDRs the proxy may reach besides loopback, names outside
+            ``resolve`` resolving through the system resolver (none: loopback only).
         """
         super().__init__(port)
         self.resolve = dict(resolve or {})
+        self.upstream_networks = [ipaddress.ip_network(network) for network in upstream_networks]
         self.proxy = KongProxy(self, proxy_port)
         self.node_id = str(uuid.uuid4())
         self._lock = threading.RLock()
@@ -528,6 +534,15 @@ class KongSimulator(Simulator):
             metavar="NAME=ADDRESS",
             type=lambda pair: tuple(pair.split("=", 1)),
             help="name (or pattern like *.service.consul) the proxy resolves to ADDRESS",
+        )
+        parser.add_argument(
+            "--upstream-network",
+            action="append",
+            default=[],
+            dest="upstream_networks",
+            metavar="CIDR",
+            help="a network the proxy may reach besides loopback (names then resolve through "
+                 "the system resolver)",
         )
 
     def start(self):
@@ -1125,12 +1140,7 @@ class KongProxy(Simulator):
         for pattern, address in self.kong.resolve.items():
             if fnmatch.fnmatchcase(name.lower(), pattern.lower()):
                 return address
-        if name == "localhost":
-            return "127.0.0.1"
-        try:
-            return name if ipaddress.ip_address(name).is_loopback else None
-        except ValueError:
-            return None
+        return reachable_address(name, self.kong.upstream_networks)
 
     def _forward(self, service, address, port, request, path, headers):
         if service["protocol"] != "http":  # the simulator speaks plain HTTP only

@@ -1,18 +1,21 @@
 """Marathon 1.x: apps, tasks, deployments, health checks and the SSE event stream.
 
 The REST API follows reference §4.1-4.4. Every task is real: an instance of the example web app
-(:mod:`simulators.webapp`) on 127.0.0.1 with a free port, which answers with its task id, so
-traffic routed to a task shows which one served it. A scheduler thread moves the state along as
+(:mod:`simulators.webapp`), which answers with its task id, so traffic routed to a task shows
+which one served it. Where it runs is the task launcher's choice (``launcher``, see
+:class:`LocalTasks`): by default on 127.0.0.1 with a free port; the lab's Marathon stand-in places
+tasks on its Mesos agents (lab/standins/mesos.py). A scheduler thread moves the state along as
 Marathon and Mesos would: deployments stage tasks, which run ``staging_seconds`` later; tasks
-killed, scaled down or deleted with their app stop their web server; a killed task that is still
-wanted is replaced; deployments succeed once the app has its instances running (and healthy, when
-it has health checks). Health checks probe ``GET <path>`` on the task for real.
+killed, scaled down or deleted with their app are killed by the launcher; a killed task that is
+still wanted is replaced; deployments succeed once the app has its instances running (and
+healthy, when it has health checks). Health checks probe ``GET <path>`` on the task's host and
+port for real.
 
 For tests there are controls Marathon lacks: :meth:`MarathonSimulator.set_task_healthy`,
 :attr:`MarathonSimulator.event_faults` (drop, duplicate, reorder and delay events, seeded),
 :meth:`MarathonSimulator.cut_streams`, :meth:`MarathonSimulator.leader_change` and
-:meth:`MarathonSimulator.set_standby`. ``backed_tasks=False`` gives tasks fake ports and no server,
-for benchmarks with thousands of tasks.
+:meth:`MarathonSimulator.set_standby`. ``backed_tasks=False`` gives tasks fake ports and no server
+(:class:`UnbackedTasks`), for benchmarks with thousands of tasks.
 """
 
 import copy
@@ -32,7 +35,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from simulators.base import Abort, BodyError, Response, Simulator, json_response, route, text_response
-from simulators.webapp import WebApps
+from simulators.webapp import LOOPBACK, WebApps
 
 APP_ID = r"(?P<app_id>/?[^?]+?)"
 ID_SEGMENT = re.compile(r"^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$")
@@ -107,12 +110,88 @@ class HealthState:
 
 
 @dataclass
+class Placement:
+    """Where a launcher started a task: the agent's host name (Marathon's task ``host``), its
+    Mesos agent id and the host ports the task listens on there."""
+
+    host: str
+    agent_id: str
+    ports: list
+
+
+class NoOffer(Exception):
+    """No agent offers what a task needs now: it waits to be launched, as in Marathon's queue."""
+
+
+class LocalTasks:
+    """The default launcher: each task one example web app per port on 127.0.0.1, in this
+    process. A launcher starts and kills tasks and sets what their health endpoint answers;
+    ``probed`` says whether health checks reach its tasks over the network."""
+
+    probed = True
+    agent_id = "sim-agent-0"
+
+    def __init__(self):
+        self._webapps = WebApps()
+
+    def start(self):
+        self._webapps.start()
+
+    def stop(self):
+        self._webapps.stop()
+
+    def launch(self, task_id, port_count):
+        """Start the task; its :class:`Placement`. OSError when it cannot start (a port to bind);
+        :class:`NoOffer` when it must wait."""
+        ports = []
+        try:
+            for _ in range(port_count):
+                ports.append(self._webapps.add(task_id))
+        except OSError:
+            for port in ports:
+                self._webapps.remove(port)
+            raise
+        return Placement(LOOPBACK, self.agent_id, ports)
+
+    def kill(self, task):
+        for port in task.ports:
+            self._webapps.remove(port)
+
+    def set_healthy(self, task, healthy):
+        self._webapps.set_healthy(task.ports[0], healthy)
+
+
+class UnbackedTasks:
+    """Tasks with fake ports and no server (benchmarks): probes read ``Task.healthy_flag``."""
+
+    probed = False
+
+    def __init__(self):
+        self._fake_ports = itertools.count(FIRST_FAKE_HOST_PORT)
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def launch(self, task_id, port_count):
+        return Placement(LOOPBACK, LocalTasks.agent_id, [next(self._fake_ports) for _ in range(port_count)])
+
+    def kill(self, task):
+        pass
+
+    def set_healthy(self, task, healthy):
+        pass
+
+
+@dataclass
 class Task:
     id: str
     instance_id: str
     app_id: str
     version: str
-    ports: list
+    placement: Placement
     staged_at: float  # wall clock, for stagedAt
     staged_at_monotonic: float  # for the staging delay
     state: str = "TASK_STAGING"
@@ -121,11 +200,19 @@ class Task:
     health: list = None  # one HealthState per health check once probed, else None
     next_probe: float = 0.0
 
+    @property
+    def ports(self):
+        return self.placement.ports
+
+    @property
+    def host(self):
+        return self.placement.host
+
     def view(self, app, blackout):
         view = {
-            "id": self.id, "appId": self.app_id, "host": "127.0.0.1", "ports": list(self.ports),
-            "servicePorts": app.service_ports(), "slaveId": "sim-agent-0",
-            "ipAddresses": [{"ipAddress": "127.0.0.1", "protocol": "IPv4"}],
+            "id": self.id, "appId": self.app_id, "host": self.host, "ports": list(self.ports),
+            "servicePorts": app.service_ports(), "slaveId": self.placement.agent_id,
+            "ipAddresses": [{"ipAddress": self.host, "protocol": "IPv4"}],
             "state": self.state, "stagedAt": timestamp(self.staged_at), "version": self.version,
             "localVolumes": [],
         }
@@ -210,7 +297,7 @@ class MarathonSimulator(Simulator):
 
     def __init__(
         self, port=0, staging_seconds=0.05, heartbeat_seconds=10.0, task_id_format="instance",
-        backed_tasks=True, max_outstanding_events=1024, health_interval_seconds=None,
+        backed_tasks=True, max_outstanding_events=1024, health_interval_seconds=None, launcher=None,
     ):
         super().__init__(port=port)
         if task_id_format not in ("instance", "legacy"):
@@ -231,12 +318,11 @@ class MarathonSimulator(Simulator):
         self._held_event = None  # an event kept back by the reorder fault
         self._random = random.Random(0)
         self._service_ports = itertools.count(FIRST_SERVICE_PORT)
-        self._fake_ports = itertools.count(FIRST_FAKE_HOST_PORT)
         self._health_blackout_until = 0.0
         # Some app may need scheduling work: set by every API write and kept while any app has
         # not settled; ticks skip the apps otherwise (a thousand idle apps cost nothing).
         self._unsettled = True
-        self._webapps = WebApps() if backed_tasks else None
+        self._launcher = launcher or (LocalTasks() if backed_tasks else UnbackedTasks())
         self._scheduler = None
         self._stopping = threading.Event()
 
@@ -251,8 +337,7 @@ class MarathonSimulator(Simulator):
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self):
-        if self._webapps is not None:
-            self._webapps.start()
+        self._launcher.start()
         self._stopping.clear()
         self._scheduler = threading.Thread(target=self._schedule, name="marathon-scheduler", daemon=True)
         self._scheduler.start()
@@ -268,10 +353,9 @@ class MarathonSimulator(Simulator):
         with self._lock:
             for app in self._apps.values():
                 for task in app.tasks.values():
-                    self._release_ports(task)
+                    self._launcher.kill(task)
             self._apps.clear()
-        if self._webapps is not None:
-            self._webapps.stop()
+        self._launcher.stop()
 
     def reset(self):
         """Forget every app (stopping its tasks), deployment, fault and stream."""
@@ -280,7 +364,7 @@ class MarathonSimulator(Simulator):
         with self._lock:
             for app in self._apps.values():
                 for task in app.tasks.values():
-                    self._release_ports(task)
+                    self._launcher.kill(task)
             self._apps.clear()
             self._deployments.clear()
             self._held_event = None
@@ -295,8 +379,7 @@ class MarathonSimulator(Simulator):
         with self._lock:
             task = self._find_task(task_id)
             task.healthy_flag = healthy
-            if self._webapps is not None:
-                self._webapps.set_healthy(task.ports[0], healthy)
+            self._launcher.set_healthy(task, healthy)
 
     def set_event_faults(self, **faults):
         """Replace the event faults (see :class:`EventFaults`) and reseed their randomness."""
@@ -751,7 +834,7 @@ class MarathonSimulator(Simulator):
         if "text/plain" in (request.headers.get("Accept") or ""):
             lines = []
             for app in {id(app): app for app, _ in pairs}.values():
-                endpoints = [f"127.0.0.1:{task.ports[0]}" for owner, task in pairs if owner is app and task.ports]
+                endpoints = [f"{task.host}:{task.ports[0]}" for owner, task in pairs if owner is app and task.ports]
                 for service_port in app.service_ports():
                     lines.append("\t".join([app.id.strip("/").replace("/", "_"), str(service_port), *endpoints]))
             return text_response("".join(line + "\n" for line in lines))
@@ -807,7 +890,7 @@ class MarathonSimulator(Simulator):
         for task in list(app.tasks.values()):
             if task.state == "TASK_KILLING":
                 self._set_state(app, task, "TASK_KILLED")
-                self._release_ports(task)
+                self._launcher.kill(task)
                 del app.tasks[task.id]
             elif task.state == "TASK_STAGING" and now >= task.staged_at_monotonic + self.staging_seconds:
                 task.started_at = time.time()
@@ -830,34 +913,27 @@ class MarathonSimulator(Simulator):
         else:
             instance_id = task_id = f"{name}.{instance_uuid}"
         try:
-            ports = [self._allocate_port(task_id) for _ in range(max(1, len(app.port_specs())))]
+            placement = self._launcher.launch(task_id, max(1, len(app.port_specs())))
+        except NoOffer:
+            return  # launched on a later tick, once an agent offers
         except OSError as err:
-            self._publish("status_update_event", slaveId="sim-agent-0", taskId=task_id, taskStatus="TASK_FAILED",
-                          message=f"could not bind a port: {err}", appId=app.id, host="127.0.0.1", ports=[],
-                          ipAddresses=[], version=app.version)
+            self._publish("status_update_event", slaveId=LocalTasks.agent_id, taskId=task_id,
+                          taskStatus="TASK_FAILED", message=f"could not start the task: {err}", appId=app.id,
+                          host=LOOPBACK, ports=[], ipAddresses=[], version=app.version)
             return
-        task = Task(task_id, instance_id, app.id, app.version, ports, time.time(), now)
+        task = Task(task_id, instance_id, app.id, app.version, placement, time.time(), now)
         app.tasks[task_id] = task
         self._set_state(app, task, "TASK_STAGING", announce_only=True)
-
-    def _allocate_port(self, task_id):
-        if self._webapps is None:
-            return next(self._fake_ports)
-        return self._webapps.add(task_id)
-
-    def _release_ports(self, task):
-        if self._webapps is not None:
-            for port in task.ports:
-                self._webapps.remove(port)
 
     def _set_state(self, app, task, state, announce_only=False):
         if not announce_only:
             task.state = state
-        self._publish("status_update_event", slaveId="sim-agent-0", taskId=task.id, taskStatus=state, message="",
-                      appId=app.id, host="127.0.0.1", ports=list(task.ports),
-                      ipAddresses=[{"ipAddress": "127.0.0.1", "protocol": "IPv4"}], version=task.version)
+        agent_id = task.placement.agent_id
+        self._publish("status_update_event", slaveId=agent_id, taskId=task.id, taskStatus=state, message="",
+                      appId=app.id, host=task.host, ports=list(task.ports),
+                      ipAddresses=[{"ipAddress": task.host, "protocol": "IPv4"}], version=task.version)
         self._publish("instance_changed_event", instanceId=task.instance_id, condition=CONDITIONS[state],
-                      runSpecId=app.id, agentId="sim-agent-0", host="127.0.0.1", runSpecVersion=task.version)
+                      runSpecId=app.id, agentId=agent_id, host=task.host, runSpecVersion=task.version)
 
     # -- health checks ---------------------------------------------------------------------------
 
@@ -884,7 +960,7 @@ class MarathonSimulator(Simulator):
             if limit and not in_grace and any(s.consecutive_failures >= limit for s in task.health):
                 self._publish("unhealthy_instance_kill_event", appId=app.id, taskId=task.id,
                               instanceId=task.instance_id, version=task.version, reason="health check failed",
-                              host="127.0.0.1", slaveId="sim-agent-0")
+                              host=task.host, slaveId=task.placement.agent_id)
                 self._set_state(app, task, "TASK_KILLING")
                 self._unsettled = True
 
@@ -901,10 +977,10 @@ class MarathonSimulator(Simulator):
 
     def _check_failure(self, task, check):
         """Why the check fails on ``task`` now, or None if it passes."""
-        if self._webapps is None or check["protocol"] in ("COMMAND",):
+        if not self._launcher.probed or check["protocol"] in ("COMMAND",):
             return None if task.healthy_flag else "marked unhealthy"
         port = task.ports[min(check.get("portIndex") or 0, len(task.ports) - 1)]
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=min(PROBE_TIMEOUT, check["timeoutSeconds"]))
+        connection = http.client.HTTPConnection(task.host, port, timeout=min(PROBE_TIMEOUT, check["timeoutSeconds"]))
         try:
             if check["protocol"].endswith("TCP"):
                 connection.connect()

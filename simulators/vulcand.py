@@ -6,12 +6,15 @@ to etcd; the proxy works from a snapshot of the prefix, rebuilt when etcd's revi
 since, and a watch on the listener keys opens and closes sockets, so keys that someone else
 writes, or that expire with their lease (server TTLs), take effect as in vulcand.
 
-The proxy opens one HTTP server per listener, always on 127.0.0.1 with the listener's port
+The proxy opens one HTTP server per listener, on 127.0.0.1 with the listener's port
 (``0.0.0.0:10001`` listens on ``127.0.0.1:10001``), picks the frontend whose route matches (the
 most specific one when several do), and forwards to the frontend's backend servers in round
 robin. Like vulcand it answers 404 when no route matches, 502 when the server cannot be reached
 (504 on a timeout) and ``empty_backend_status`` when the backend has no servers. It contacts only
-loopback servers: any other URL gets 502 without a connection attempt. Not modelled: https
+loopback servers: any other URL gets 502 without a connection attempt. A stand-in on real hosts
+opts in to ``upstream_networks``: listeners then listen on their stored address, as vulcand's,
+and servers within those networks are contacted too (names resolved through the system
+resolver). Not modelled: https
 listeners (not opened), middlewares' effect on traffic (they are stored and listed), the
 ``/v2/top`` statistics (always empty), and the sealing of host key pairs. Unlike vulcand, which
 applies a change when its etcd watch delivers it (a few milliseconds later), API writes take
@@ -30,6 +33,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from simulators.base import (
+    LOOPBACK,
     Abort,
     BodyError,
     Simulator,
@@ -37,6 +41,7 @@ from simulators.base import (
     forward,
     json_response,
     parse_duration,
+    reachable_address,
     route,
     text_response,
 )
@@ -88,15 +93,6 @@ def _is_valid_url(url):
     return isinstance(url, str) and bool(re.match(r"^(/|[A-Za-z][A-Za-z0-9+.-]*:)\S*$", url))
 
 
-def _is_loopback(hostname):
-    if hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname or "").is_loopback
-    except ValueError:
-        return False
-
-
 def _reply(data, status=200):
     """A JSON reply as vulcand sends every one, errors included."""
     return json_response(data, status, content_type="application/json; charset=utf-8")
@@ -130,7 +126,7 @@ class _ProxyConfig:
     """What the proxy needs, parsed from one etcd revision."""
 
     revision: int = 0
-    listeners: dict = field(default_factory=dict)  # id -> port on 127.0.0.1
+    listeners: dict = field(default_factory=dict)  # id -> (address, port) to listen on
     frontends: list = field(default_factory=list)  # _Frontend, most specific route first
     servers: dict = field(default_factory=dict)  # backend id -> [URL], ordered by server id
     timeouts: dict = field(default_factory=dict)  # backend id -> (dial, read) seconds
@@ -141,9 +137,9 @@ class _Listener(Simulator):
 
     name = "vulcand-listener"
 
-    def __init__(self, proxy, port):
-        super().__init__(port=port)
-        self.configured_port = port  # self.port becomes the bound one, which differs for port 0
+    def __init__(self, proxy, endpoint):
+        super().__init__(port=endpoint[1], address=endpoint[0])
+        self.endpoint = endpoint  # self.port becomes the bound one, which differs for port 0
         self._proxy = proxy
 
     @route("*", r".*")
@@ -156,14 +152,17 @@ class VulcandSimulator(Simulator):
 
     Without ``etcd_url`` it starts a private etcd for itself (the ``python -m simulators vulcand``
     case). ``empty_backend_status`` is what a request routed to a backend without servers gets:
-    the 2018 code answers 500, v0.9.x releases 503 (reference §5).
+    the 2018 code answers 500, v0.9.x releases 503 (reference §5). ``upstream_networks``
+    (CIDRs; none: loopback only) is the real hosts' opt-in described above.
     """
 
     name = "vulcand"
 
-    def __init__(self, port=0, etcd_url=None, prefix="/vulcand", empty_backend_status=500):
+    def __init__(self, port=0, etcd_url=None, prefix="/vulcand", empty_backend_status=500,
+                 upstream_networks=()):
         super().__init__(port=port)
         self.prefix = prefix.rstrip("/")
+        self.upstream_networks = [ipaddress.ip_network(network) for network in upstream_networks]
         self.empty_backend_status = empty_backend_status
         self._own_etcd = None if etcd_url else EtcdServer()
         self._etcd_url = etcd_url
@@ -172,7 +171,7 @@ class VulcandSimulator(Simulator):
         self._config_lock = threading.Lock()  # serialises reloads and listener changes
         self._listeners_revision = 0  # etcd revision of the latest single listener change
         self._listeners = {}  # listener id -> _Listener
-        self._unopened = {}  # listener id -> port it could not bind
+        self._unopened = {}  # listener id -> (address, port) it could not bind
         self._round_robin = defaultdict(int)
         self._round_robin_lock = threading.Lock()
         self._watch = None
@@ -189,6 +188,9 @@ class VulcandSimulator(Simulator):
         parser.add_argument("--etcd-url", help="etcd client URL (default: start a private etcd)")
         parser.add_argument("--prefix", default="/vulcand", help="etcd key prefix (vulcand -etcdKey)")
         parser.add_argument("--empty-backend-status", type=int, default=500)
+        parser.add_argument("--upstream-network", action="append", default=[], dest="upstream_networks",
+                            metavar="CIDR", help="a network whose servers the proxy may reach besides "
+                                                 "loopback (listeners then listen on their stored address)")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -298,12 +300,12 @@ class VulcandSimulator(Simulator):
         with self._config_lock:
             revision, raw = self.etcd.read(self._key("listeners", listener_id))
             self._listeners_revision = max(self._listeners_revision, revision)
-            port = None
+            endpoint = None
             try:
-                port = self._listener_port(json.loads(raw)) if raw is not None else None
+                endpoint = self._listener_endpoint(json.loads(raw)) if raw is not None else None
             except (ValueError, KeyError, TypeError) as err:
                 log.warning("vulcand: ignoring invalid listener %s: %s", listener_id, err)
-            self._sync_listener(listener_id, port)
+            self._sync_listener(listener_id, endpoint)
 
     # -- request bodies ------------------------------------------------------------------------
 
@@ -613,7 +615,7 @@ class VulcandSimulator(Simulator):
             try:
                 value = json.loads(raw)
                 if parts[0] == "listeners" and len(parts) == 2:
-                    config.listeners[parts[1]] = self._listener_port(value)
+                    config.listeners[parts[1]] = self._listener_endpoint(value)
                 elif parts[0] == "frontends" and parts[2:] == ["frontend"]:
                     settings = _merged(FRONTEND_SETTINGS, value.get("Settings"))
                     route = self._parsed_routes.get(value["Route"]) or Route(value["Route"])
@@ -633,36 +635,37 @@ class VulcandSimulator(Simulator):
         config.servers = {backend_id: urls for backend_id, urls in servers.items() if backend_id in config.timeouts}
         return config
 
-    @staticmethod
-    def _listener_port(value):
-        """The loopback port to open for a stored listener, or None for the kinds not modelled."""
+    def _listener_endpoint(self, value):
+        """(address, port) to open for a stored listener (on loopback unless opted in to
+        upstream networks), or None for the kinds not modelled."""
         if value.get("Protocol") != "http" or value.get("Address", {}).get("Network") != "tcp":
             log.warning("vulcand: listener %s is not plain http over tcp; not opened", value)
             return None
-        return int(value["Address"]["Address"].rsplit(":", 1)[1])
+        address, port = value["Address"]["Address"].rsplit(":", 1)
+        return (address or "0.0.0.0") if self.upstream_networks else LOOPBACK, int(port)
 
     def _sync_listeners(self, wanted):
-        """Open and close sockets so that they match ``wanted`` ({listener id: port})."""
+        """Open and close sockets so that they match ``wanted`` ({listener id: (address, port)})."""
         for listener_id in set(self._listeners) | set(wanted):
             self._sync_listener(listener_id, wanted.get(listener_id))
 
-    def _sync_listener(self, listener_id, port):
-        """Listen for ``listener_id`` on ``port``, or not at all when it is None."""
+    def _sync_listener(self, listener_id, endpoint):
+        """Listen for ``listener_id`` on ``endpoint``, or not at all when it is None."""
         listener = self._listeners.get(listener_id)
         if listener is not None:
-            if listener.configured_port == port:
+            if listener.endpoint == endpoint:
                 return
             listener.stop()
             del self._listeners[listener_id]
-        if port is None:
+        if endpoint is None:
             self._unopened.pop(listener_id, None)
             return
         try:
-            self._listeners[listener_id] = _Listener(self, port).start()
+            self._listeners[listener_id] = _Listener(self, endpoint).start()
         except OSError as err:
-            if self._unopened.get(listener_id) != port:  # say it once, not on every reload
-                log.warning("vulcand: cannot listen on 127.0.0.1:%s for listener %s: %s", port, listener_id, err)
-            self._unopened[listener_id] = port
+            if self._unopened.get(listener_id) != endpoint:  # say it once, not on every reload
+                log.warning("vulcand: cannot listen on %s:%s for listener %s: %s", *endpoint, listener_id, err)
+            self._unopened[listener_id] = endpoint
         else:
             self._unopened.pop(listener_id, None)
 
@@ -701,13 +704,13 @@ class VulcandSimulator(Simulator):
         wanted = {}
         for key, raw in items.items():
             try:
-                wanted[key[len(base):]] = self._listener_port(json.loads(raw))
+                wanted[key[len(base):]] = self._listener_endpoint(json.loads(raw))
             except (ValueError, KeyError, TypeError) as err:
                 log.warning("vulcand: ignoring invalid %s: %s", key, err)
         with self._config_lock:
             if revision >= self._listeners_revision:
                 self._listeners_revision = revision
-                self._sync_listeners({name: port for name, port in wanted.items() if port is not None})
+                self._sync_listeners({name: endpoint for name, endpoint in wanted.items() if endpoint is not None})
 
     def _refresh(self):
         """Rebuild the routing table if anything changed in etcd since it was built."""
@@ -731,14 +734,16 @@ class VulcandSimulator(Simulator):
             turn = self._round_robin[frontend.backend_id]
             self._round_robin[frontend.backend_id] = turn + 1
         upstream = urllib.parse.urlsplit(servers[turn % len(servers)])
-        if not _is_loopback(upstream.hostname):
-            log.warning("vulcand: refusing to contact non-loopback server %s", upstream.geturl())
+        address = reachable_address(upstream.hostname, self.upstream_networks)
+        if address is None:
+            log.warning("vulcand: refusing to contact server %s (not loopback nor in %s)",
+                        upstream.geturl(), [str(network) for network in self.upstream_networks])
             return text_response("Bad Gateway", 502)
         dial_timeout, read_timeout = config.timeouts[frontend.backend_id]
-        return self._exchange(request, upstream, frontend.pass_host_header, dial_timeout, read_timeout)
+        return self._exchange(request, upstream, address, frontend.pass_host_header, dial_timeout, read_timeout)
 
     @staticmethod
-    def _exchange(request, upstream, pass_host_header, dial_timeout, read_timeout):
+    def _exchange(request, upstream, address, pass_host_header, dial_timeout, read_timeout):
         headers = dict(request.headers)
         if not pass_host_header:
             headers["Host"] = upstream.netloc
@@ -748,6 +753,6 @@ class VulcandSimulator(Simulator):
         query = urllib.parse.urlencode(request.query, doseq=True)
         target = request.path + (f"?{query}" if query else "")
         try:
-            return forward(request, upstream.hostname, upstream.port or 80, target, headers, dial_timeout, read_timeout)
+            return forward(request, address, upstream.port or 80, target, headers, dial_timeout, read_timeout)
         except UpstreamError as err:
             return text_response("Gateway Timeout", 504) if err.timed_out else text_response("Bad Gateway", 502)

@@ -10,7 +10,9 @@ Each instance answers:
 - ``GET /health``: 200 ``{"status": "ok"}``, or 503 ``{"status": "unhealthy"}`` once a test
   marked it so with :meth:`WebApps.set_healthy`;
 - anything else: 200 ``{"instance": <name>, "method", "path", "host"}`` with an
-  ``X-Instance`` header naming the instance.
+  ``X-Instance`` header naming the instance;
+- every path, once :meth:`WebApps.set_failing` made it fail: 503 ``{"status": "failing"}``
+  (a task up but broken, whatever path its health check probes).
 
 Connections carry one request each (``Connection: close``).
 """
@@ -32,6 +34,7 @@ class _Instance:
     name: str
     listener: socket.socket
     healthy: bool = True
+    failing: bool = False
 
 
 @dataclass
@@ -42,9 +45,10 @@ class _Connection:
 
 
 class WebApps:
-    """Many example-app instances served by one background thread."""
+    """Many example-app instances served by one background thread, listening on ``address``."""
 
-    def __init__(self):
+    def __init__(self, address=LOOPBACK):
+        self.address = address
         self._selector = selectors.DefaultSelector()
         self._lock = threading.Lock()
         self._pending = []  # callables the loop runs before its next select
@@ -78,14 +82,14 @@ class WebApps:
         self.stop()
 
     def add(self, name, port=0):
-        """Start an instance named ``name`` on 127.0.0.1:``port`` (0: a free port); its port.
+        """Start an instance named ``name`` on ``port`` (0: a free port); its port.
 
         Raises OSError when the port is taken, as a task would fail to bind.
         """
         listener = socket.socket()
         try:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((LOOPBACK, port))
+            listener.bind((self.address, port))
             listener.listen(64)
             listener.setblocking(False)
         except OSError:
@@ -104,6 +108,11 @@ class WebApps:
         """Make ``/health`` of the instance on ``port`` answer 200 (True) or 503 (False)."""
         with self._lock:
             self._instances[port].healthy = healthy
+
+    def set_failing(self, port, failing):
+        """Make every request to the instance on ``port`` answer 503 (True) or as usual (False)."""
+        with self._lock:
+            self._instances[port].failing = failing
 
     def ports(self):
         with self._lock:
@@ -193,7 +202,9 @@ class WebApps:
 
     def _reply(self, connection, method, path, headers):
         instance = connection.instance
-        if path.split("?")[0] == "/health":
+        if instance.failing:
+            status, body = 503, {"status": "failing"}
+        elif path.split("?")[0] == "/health":
             status, body = (200, {"status": "ok"}) if instance.healthy else (503, {"status": "unhealthy"})
         else:
             status, body = 200, {"instance": instance.name, "method": method, "path": path, "host": headers.get("host")}
@@ -238,11 +249,12 @@ def main(argv=None):
     """Run one instance in the foreground: ``python -m simulators.webapp --name web-1``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="webapp", help="the instance name it answers with")
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    parser.add_argument("--address", default=LOOPBACK, help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=0, help="port (0: a free one)")
     args = parser.parse_args(argv)
-    apps = WebApps().start()
+    apps = WebApps(args.address).start()
     port = apps.add(args.name, args.port)
-    print(f"{args.name}: http://{LOOPBACK}:{port}", flush=True)
+    print(f"{args.name}: http://{args.address}:{port}", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -8,6 +8,10 @@ library alone.
 import os
 import socket
 
+# The lab's VPC (lab/network.py lays it out). The stand-ins' proxies reach servers there, as
+# the real Kong and vulcand do: the simulators' opt-in (by default they reach loopback only).
+VPC_CIDR = "10.0.0.0/16"
+
 
 def notify_ready():
     """sd_notify(READY=1) for units of Type=notify, as the real daemon does."""

@@ -1,10 +1,12 @@
 """Entry points of the stand-in images (``python3 /standin.pyz marathon|vulcand FLAGS``):
-the project's Marathon simulator, and its vulcand simulator on the host's real etcd, each
+the project's Marathon simulator, and its vulcand simulator on the host's real etcd (its
+listeners on their stored addresses, its servers anywhere in the VPC, as vulcand's), each
 listening where the flags of the formulas' units say."""
 
 import sys
 import threading
 
+from lab.standins import VPC_CIDR
 from simulators.base import serve_forever_on
 
 
@@ -23,16 +25,19 @@ def _flags(argv):
 
 
 def marathon(flags):
+    """Its tasks run on the Mesos agents of ``--master`` (lab/standins/mesos.py)."""
+    from lab.standins.mesos import MesosTasks, masters_of
     from simulators.marathon import MarathonSimulator
 
-    simulator = MarathonSimulator().start()
+    simulator = MarathonSimulator(launcher=MesosTasks(masters_of(flags["master"]))).start()
     serve_forever_on(simulator, flags["http_address"], int(flags.get("http_port", 8080)))
 
 
 def vulcand(flags):
     from simulators.vulcand import VulcandSimulator
 
-    simulator = VulcandSimulator(etcd_url=flags["etcd"].split(",")[0], prefix=flags.get("etcdKey", "/vulcand")).start()
+    simulator = VulcandSimulator(etcd_url=flags["etcd"].split(",")[0], prefix=flags.get("etcdKey", "/vulcand"),
+                                 upstream_networks=[VPC_CIDR]).start()
     serve_forever_on(simulator, flags["apiInterface"], int(flags.get("apiPort", 8182)))
 
 

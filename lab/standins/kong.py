@@ -1,6 +1,7 @@
 """``kong``: a stand-in for Kong Gateway 3.9.3's CLI (``version``, ``prepare``, ``start``,
 ``quit``, ``reload``, ``migrations bootstrap|list|up|finish``), its payload the project's Kong
-simulator (Admin API and proxy) on the addresses of kong.conf.
+simulator (Admin API and proxy) on the addresses of kong.conf, its proxy reaching services in
+the VPC by the names the host resolves, as Kong does.
 
 The migrations are real database work: through ``psql`` with kong.conf's pg_* settings,
 Kong's user creates and reads the schema marker table, so the database, the user and its
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import threading
 
-from lab.standins import notify_ready
+from lab.standins import VPC_CIDR, notify_ready
 from simulators.base import serve_forever_on
 from simulators.kong import KongSimulator
 
@@ -69,7 +70,8 @@ def _listen(value):
 
 def start(conf):
     prefix = pathlib.Path(conf.get("prefix", "/usr/local/kong"))
-    simulator = KongSimulator()
+    # Kong resolves service hosts through /etc/resolv.conf (dnsmasq, then Consul's DNS).
+    simulator = KongSimulator(upstream_networks=[VPC_CIDR])
     serve_forever_on(simulator, *_listen(conf["admin_listen"]))
     serve_forever_on(simulator.proxy, *_listen(conf["proxy_listen"]))
     (prefix / "pids").mkdir(parents=True, exist_ok=True)

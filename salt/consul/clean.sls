@@ -16,7 +16,7 @@ Consul files are removed:
       - {{ consul.lookup.config_dir }}
       - {{ consul.lookup.binary }}
       - {{ consul.lookup.install_dir }}
-{%- if consul.get('remove_data') %}
+{%- if consul.remove_data %}
       - {{ consul.lookup.data_dir }}
 {%- endif %}
     - require:

@@ -5,3 +5,4 @@
 dnsmasq is installed:
   pkg.installed:
     - name: {{ dnsmasq.lookup.package }}
+    - version: '{{ dnsmasq.version }}'

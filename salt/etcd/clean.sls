@@ -13,7 +13,7 @@ etcd files are removed:
     - names:
       - {{ etcd.lookup.unit_file }}
       - {{ etcd.lookup.config_file }}
-{%- if etcd.get('remove_data') %}
+{%- if etcd.remove_data %}
       - {{ etcd.lookup.data_dir }}
 {%- endif %}
     - require:

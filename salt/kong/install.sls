@@ -5,7 +5,7 @@
 
 include:
   - platform.aptkey
-{{ apt_repository('Kong', 'kong-gateway-39', kong.repo) }}
+{{ apt_repository('Kong', 'kong-gateway-39', kong.repo, 'kong:repo') }}
 
 Kong is installed:
   pkg.installed:

@@ -5,7 +5,7 @@
 
 include:
   - platform.aptkey
-{{ apt_repository('Mesos', 'aventer-mesos', mesos.repo) }}
+{{ apt_repository('Mesos', 'aventer-mesos', mesos.repo, 'mesos:repo') }}
 
 Mesos is installed:
   pkg.installed:

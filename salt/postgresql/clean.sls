@@ -7,7 +7,7 @@ PostgreSQL is stopped:
   service.dead:
     - name: {{ postgresql.lookup.service }}
     - enable: False
-{%- if postgresql.get('remove_data') %}
+{%- if postgresql.remove_data %}
 
 PostgreSQL data is removed:
   file.absent:

@@ -13,7 +13,7 @@ ZooKeeper files are removed:
     - names:
       - {{ zookeeper.lookup.unit_file }}
       - {{ zookeeper.lookup.config_dir }}
-{%- if zookeeper.get('remove_data') %}
+{%- if zookeeper.remove_data %}
       - {{ zookeeper.lookup.data_dir }}
 {%- endif %}
     - require:

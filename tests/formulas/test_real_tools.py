@@ -241,16 +241,42 @@ def run_checker(*args):
 def test_signing_key_is_installed_only_when_it_is_the_pinned_one(key_server, tmp_path):
     url, keys = key_server
     keyring = tmp_path / "keyrings/vendor.asc"
-    wrong = run_checker("install", str(keyring), "0" * 40, f"{url}/valid.asc")
-    assert wrong.returncode == 1 and f"pillar pins {'0' * 40}: nothing written" in wrong.stderr
+    wrong = run_checker("install", str(keyring), "0" * 40, f"{url}/valid.asc", "vendor:repo")
+    assert wrong.returncode == 1
+    assert f"pillar `vendor:repo:key_fingerprint` pins {'0' * 40}: nothing written" in wrong.stderr
     assert not keyring.exists()
-    missing = run_checker("install", str(keyring), keys["valid"], f"{url}/absent.asc")
+    missing = run_checker("install", str(keyring), keys["valid"], f"{url}/absent.asc", "vendor:repo")
     assert f"cannot download the signing key from {url}/absent.asc" in missing.stderr
-    expired = run_checker("install", str(keyring), keys["expired"], f"{url}/expired.asc")
-    assert expired.returncode == 1 and "expired on" in expired.stderr and not keyring.exists()
+    assert run_checker("install", str(keyring), keys["valid"], f"{url}/valid.asc").returncode == 2
     assert run_checker("check", str(keyring), keys["valid"]).returncode == 1
-    installed = run_checker("install", str(keyring), keys["valid"], f"{url}/valid.asc")
+    installed = run_checker("install", str(keyring), keys["valid"], f"{url}/valid.asc", "vendor:repo")
     assert installed.returncode == 0, installed.stderr
+    assert installed.stdout.strip() == f"installed the key {keys['valid']} from {url}/valid.asc as {keyring}"
     assert run_checker("check", str(keyring), keys["valid"]).returncode == 0
     assert run_checker("check", str(keyring), keys["valid"][-16:]).returncode == 0  # long key ID
     assert run_checker("check", str(keyring), keys["expired"]).returncode == 1
+
+
+@pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg missing")
+def test_an_expired_key_is_refused_naming_its_expiry_and_the_pillar_key(key_server, tmp_path):
+    """As AVENTER's pinned key since 2026-09-28: the Mesos install fails with one sentence."""
+    url, keys = key_server
+    keyring = tmp_path / "keyrings/aventer-mesos.asc"
+    expired = run_checker("install", str(keyring), keys["expired"], f"{url}/expired.asc", "mesos:repo")
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert expired.returncode == 1 and not keyring.exists()
+    assert expired.stderr.strip() == (
+        f"the key {keys['expired']} from {url}/expired.asc expired on {today}: set pillar "
+        "`mesos:repo:key_fingerprint` (and `mesos:repo:key_url`) to the vendor's current key: nothing written")
+
+
+@pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg missing")
+def test_a_key_pinned_by_long_id_shows_its_full_fingerprint(key_server, tmp_path):
+    """As Kong's key, published by long key ID only: the operator is shown what to pin."""
+    url, keys = key_server
+    keyring = tmp_path / "keyrings/kong.asc"
+    installed = run_checker("install", str(keyring), keys["valid"][-16:], f"{url}/valid.asc", "kong:repo")
+    assert installed.returncode == 0, installed.stderr
+    assert installed.stdout.strip() == (
+        f"installed the key {keys['valid'][-16:]} (fingerprint {keys['valid']}) from {url}/valid.asc as "
+        f"{keyring}; pin that full fingerprint in pillar `kong:repo:key_fingerprint` once checked with the vendor")

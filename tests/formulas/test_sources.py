@@ -14,6 +14,8 @@ from tests.formulas.conftest import Node, state_args, write_pillar
 KEYRINGS = "/etc/apt/keyrings"
 AVENTER_FINGERPRINT = "BA227EBC312D2E43498A533963F8CEE149ACA59E"
 KONG_KEY_ID = "B9DCD032B1696A89"
+AVENTER_KEY_URL = "https://www.aventer.biz/assets/support_aventer.asc"
+KONG_KEY_URL = f"https://packages.konghq.com/public/gateway-39/gpg.{KONG_KEY_ID}.key"
 
 # Debian archive packages: (role, state id, package, version pattern or None for unpinned).
 ARCHIVE_PACKAGES = [
@@ -21,7 +23,7 @@ ARCHIVE_PACKAGES = [
     ("master", "etcd is installed", "etcd-server", "3.4.23-*"),
     ("slave", "Docker is installed", "docker.io", "20.10.24+dfsg1-1+deb12u*"),
     ("kong", "PostgreSQL is installed", "postgresql-15", None),
-    ("kong", "dnsmasq is installed", "dnsmasq", None),
+    ("kong", "dnsmasq is installed", "dnsmasq", "2.90-4~deb12u*"),
 ]
 
 
@@ -40,26 +42,27 @@ def test_consul_is_hashicorps_release_checked_against_its_sha256sums(rendered):
 
 
 @pytest.mark.parametrize(
-    "role,label,name,line,package,version,fingerprint",
+    "role,label,name,line,package,version,fingerprint,key_url,pillar_key",
     [
         ("kong", "Kong", "kong-gateway-39",
-         "https://packages.konghq.com/public/gateway-39/deb/debian bookworm main", "kong", "3.9.3", KONG_KEY_ID),
+         "https://packages.konghq.com/public/gateway-39/deb/debian bookworm main", "kong", "3.9.3", KONG_KEY_ID,
+         KONG_KEY_URL, "kong:repo"),
         ("slave", "Mesos", "aventer-mesos",
          "https://rpm.aventer.biz/Debian/ bookworm main", "aventer-mesos", "1.11.0-0.9.0.debian12",
-         AVENTER_FINGERPRINT),
+         AVENTER_FINGERPRINT, AVENTER_KEY_URL, "mesos:repo"),
         ("master", "Mesos", "aventer-mesos",
          "https://rpm.aventer.biz/Debian/ bookworm main", "aventer-mesos", "1.11.0-0.9.0.debian12",
-         AVENTER_FINGERPRINT),
+         AVENTER_FINGERPRINT, AVENTER_KEY_URL, "mesos:repo"),
     ],
 )
 def test_vendor_packages_come_from_their_apt_repository_with_the_pinned_key(
-    rendered, cluster_nodes, role, label, name, line, package, version, fingerprint
+    rendered, cluster_nodes, role, label, name, line, package, version, fingerprint, key_url, pillar_key
 ):
     keyring = f"{KEYRINGS}/{name}.asc"
     for key, highstate in nodes_with(rendered, cluster_nodes, role):
         key_state = state_args(highstate, f"{label} signing key is pinned")
         checker = "/usr/local/sbin/pinned-apt-key"
-        assert key_state["name"].split()[:4] == [checker, "install", keyring, fingerprint], key
+        assert key_state["name"].split() == [checker, "install", keyring, fingerprint, key_url, pillar_key], key
         assert key_state["unless"] == f"{checker} check {keyring} {fingerprint}"
         source = state_args(highstate, f"{label} repository is configured")
         assert source["name"] == f"/etc/apt/sources.list.d/{name}.list"
@@ -150,7 +153,7 @@ def test_every_source_is_one_pillar_key(tmp_path):
         "https://mirror.example.com/consul/1.21.5/consul_1.21.5_linux_amd64.zip"
     source = state_args(highstate, "Mesos repository is configured")["contents"]
     assert "https://apt.example.com/aventer bookworm main" in source
-    assert state_args(highstate, "Mesos signing key is pinned")["name"].endswith(" https://apt.example.com/aventer.asc")
+    assert state_args(highstate, "Mesos signing key is pinned")["name"].endswith(" https://apt.example.com/aventer.asc mesos:repo")
     assert state_args(highstate, "Marathon image is pulled")["name"] == \
         f"docker pull registry.example.com/mesosphere/marathon:v1.11.24@{digest}"
     assert state_args(highstate, "vulcand image is pulled")["name"] == "docker pull registry.example.com/vulcand:v0.9.2"
@@ -170,3 +173,19 @@ def test_secrets_never_show_in_state_output(rendered, cluster_nodes):
             if holds_secret and module == "file":
                 assert args.get("show_changes") is False, (key, state_id)
             assert not any(secret in state_id for secret in secrets)
+
+
+# What would turn a check off: apt's signature check, Salt's hash check.
+UNVERIFIED = ("trusted=yes", "allow-insecure", "allow-unauthenticated", "--force-yes", "skip_verify")
+
+
+def test_no_download_goes_unverified(rendered):
+    """Every remote source comes with its hash, and no state turns apt's or Salt's check off."""
+    for key, highstate in rendered.items():
+        for state_id in highstate:
+            args = state_args(highstate, state_id)
+            source = args.get("source")
+            if isinstance(source, str) and source.startswith(("http://", "https://")):
+                assert args.get("source_hash"), (key, state_id)
+            text = json.dumps(args)
+            assert not [flag for flag in UNVERIFIED if flag in text], (key, state_id)

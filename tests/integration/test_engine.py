@@ -6,6 +6,7 @@ tasks. Waits poll with a generous deadline: these tests check correctness, not s
 bench/sync.py's job).
 """
 
+import functools
 import pathlib
 import threading
 import time
@@ -15,6 +16,7 @@ import requests
 
 from simulators.marathon import MarathonSimulator
 from tests.fixtures.marathon import MarathonHandle
+from tests.fixtures import waiting
 from tests.fixtures.ports import listener_port
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -195,16 +197,7 @@ def registered(consul, vulcand, kong):
     return Registered(consul, vulcand, kong)
 
 
-def wait_for(condition, what, timeout=WAIT):
-    """Poll ``condition`` until it is truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+wait_for = functools.partial(waiting.wait_for, timeout=WAIT)
 
 
 def wait_converged(apps, registered, app_id, service, expected_count=None):

@@ -17,6 +17,12 @@ import pytest
 os.environ.setdefault("SHOWCASE_LAB_NAME", "showcase-lab-tests")
 
 from lab import cluster, system  # noqa: E402 - reads the lab's name on import
+from lab import salt as salt_results  # noqa: E402
+
+# Which components run real and which run as the lab's stand-ins (lab/standins, served by
+# the lab's mirror with the real names, versions and file layout).
+REAL = ["chrony", "dnsmasq", "postgresql", "zookeeper", "etcd", "docker"]
+STAND_INS = ["consul", "kong", "mesos-master", "mesos-agent", "marathon", "vulcand", "weave"]
 
 UNDER_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -45,3 +51,14 @@ def default_lab():
     lab = start("default")
     yield lab
     lab.down()
+
+
+@pytest.fixture(scope="session")
+def applied(default_lab):
+    """The highstate applied for real to the default map's hosts, once for every module."""
+    print(f"\nreal: {', '.join(REAL)}; lab stand-ins: {', '.join(STAND_INS)}")
+    first = default_lab.apply()
+    failed = salt_results.failures(first)
+    assert not failed, "states failed on real hosts:\n" + "\n".join(failed)
+    assert set(first) == set(default_lab.hosts)
+    return first

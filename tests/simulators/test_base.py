@@ -1,14 +1,26 @@
 """The shared simulator server: dispatch, bodies, faults, counters, lifecycle and the CLI."""
 
+import ipaddress
 import json
 import pathlib
+import socket
 import subprocess
 import sys
 
 import pytest
 import requests
 
-from simulators.base import Abort, BodyError, Simulator, json_response, parse_duration, route, text_response
+from simulators import base
+from simulators.base import (
+    Abort,
+    BodyError,
+    Simulator,
+    json_response,
+    parse_duration,
+    reachable_address,
+    route,
+    text_response,
+)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -142,6 +154,46 @@ def test_stop_closes_kept_alive_connections():
 
 def test_binds_loopback_on_a_free_port(toy):
     assert toy.url.startswith("http://127.0.0.1:") and toy.port > 0
+
+
+LAB_NETWORK = ipaddress.ip_network("10.0.0.0/16")
+# What the system resolver answers in these tests (no name is looked up for real).
+RESOLVED = {"web.service.consul": ["198.51.100.7", "10.0.12.11"], "far.example": ["198.51.100.7"]}
+
+
+@pytest.fixture
+def resolver(monkeypatch):
+    """The system resolver as the proxies' opt-in sees it; records the names looked up."""
+    asked = []
+
+    def getaddrinfo(host, port, *args):
+        asked.append(host)
+        if host not in RESOLVED:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port or 0)) for address in RESOLVED[host]]
+
+    monkeypatch.setattr(base.socket, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+@pytest.mark.parametrize(
+    "host, networks, address, looked_up",
+    [
+        ("localhost", [], "127.0.0.1", False),
+        ("127.0.0.5", [], "127.0.0.5", False),
+        ("10.0.12.11", [], None, False),
+        ("web.service.consul", [], None, False),  # loopback only: no name is ever looked up
+        ("10.0.12.11", [LAB_NETWORK], "10.0.12.11", False),
+        ("10.1.0.1", [LAB_NETWORK], None, False),
+        ("web.service.consul", [LAB_NETWORK], "10.0.12.11", True),  # the first address allowed
+        ("far.example", [LAB_NETWORK], None, True),
+        ("no.such.name", [LAB_NETWORK], None, True),
+        (None, [LAB_NETWORK], None, False),
+    ],
+)
+def test_reachable_address_is_loopback_unless_opted_in_to_networks(resolver, host, networks, address, looked_up):
+    assert reachable_address(host, networks) == address
+    assert resolver == ([host] if looked_up else [])
 
 
 @pytest.mark.parametrize(

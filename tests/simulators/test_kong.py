@@ -1,11 +1,14 @@
 """The Kong simulator against reference §2: Admin API replies and the proxy's routing and auth."""
 
 import base64
+import socket
 
 import pytest
 import requests
 
+from simulators import base
 from simulators.base import Simulator, json_response, route
+from simulators.kong import KongSimulator
 
 JSON_UTF8 = "application/json; charset=utf-8"
 MISSING_UUID = "00000000-0000-4000-8000-000000000000"
@@ -477,6 +480,25 @@ def test_proxy_never_resolves_names_outside_its_map(admin, proxy, kong_sim):
     created(admin("POST", "/services/far/routes", {"hosts": ["far.test"]}))
     reply = proxy("/", host="far.test")
     assert (reply.status_code, reply.json()) == (503, {"message": "name resolution failed"})
+
+
+def test_proxy_opted_in_to_networks_resolves_names_through_the_system_resolver(backends, monkeypatch):
+    asked, system_getaddrinfo = [], socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args):
+        if host != "web.service.consul":
+            return system_getaddrinfo(host, port, *args)
+        asked.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port or 0))]
+
+    monkeypatch.setattr(base.socket, "getaddrinfo", getaddrinfo)
+    with KongSimulator(upstream_networks=["10.0.0.0/16"]) as kong:
+        url = f"http://web.service.consul:{backends[0].port}"
+        created(requests.post(f"{kong.admin_url}/services", json={"name": "web", "url": url}, timeout=10))
+        created(requests.post(f"{kong.admin_url}/services/web/routes", json={"hosts": ["web.test"]}, timeout=10))
+        reply = requests.get(kong.proxy_url, headers={"Host": "web.test"}, timeout=10)
+    assert (reply.status_code, reply.json()["backend"]) == (200, "one")
+    assert asked == ["web.service.consul"]
 
 
 # -- proxy authentication ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from simulators.etcd import free_port
+from simulators.vulcand import VulcandSimulator
 from simulators.webapp import WebApps
 
 BACKEND = {"Backend": {"Id": "b1", "Type": "http"}}
@@ -233,6 +234,24 @@ def test_configuration_written_to_etcd_directly_is_picked_up(etcd, vulcand_sim, 
     assert listing == {"Servers": [{"Id": "s1", "URL": f"http://127.0.0.1:{port}"}]}
     assert wait_until(lambda: vulcand_sim.listener_ports() == {"l1": proxy_port})
     assert requests.get(f"http://127.0.0.1:{proxy_port}/", timeout=5).json()["instance"] == "direct"
+    webapps.remove(port)
+
+
+def test_opted_in_to_networks_it_listens_on_the_stored_address(etcd, vulcand_clean, webapps):
+    port = webapps.add("web-0")
+    with VulcandSimulator(etcd_url=etcd.url, upstream_networks=["10.0.0.0/16"]) as opted_in:
+        session = requests.Session()
+        session.post(f"{opted_in.url}/v2/backends", json=BACKEND, timeout=10)
+        session.post(f"{opted_in.url}/v2/backends/b1/servers", json=server("s1", port), timeout=10)
+        session.post(f"{opted_in.url}/v2/frontends", json=FRONTEND, timeout=10)
+        proxy_port = free_port()
+        stored = listener("l1", proxy_port)
+        stored["Listener"]["Address"]["Address"] = f"127.0.0.2:{proxy_port}"
+        session.post(f"{opted_in.url}/v2/listeners", json=stored, timeout=10)
+        reply = requests.get(f"http://127.0.0.2:{proxy_port}/", headers={"Host": "web.service.consul"}, timeout=5)
+        assert reply.json()["instance"] == "web-0"
+        assert not accepts(proxy_port)  # not on 127.0.0.1: only where the listener says
+        vulcand_clean.reset()
     webapps.remove(port)
 
 
