@@ -7,6 +7,8 @@ namespace, a TCP listener on the resolver address forwarding to that socket. Hos
 their apt HTTP proxy for the mirror's host (the mirror answers only to its own Host header).
 """
 
+import concurrent.futures
+import ctypes
 import ipaddress
 import os
 import signal
@@ -136,6 +138,23 @@ def _wait_for(predicate, what, timeout=10):
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def _enter_namespace():
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open(system.NETNS_PATH, "rb") as namespace:
+        if libc.setns(namespace.fileno(), _CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {system.NETNS_PATH}")
+
+
+def namespace_executor():
+    """An executor whose one thread lives in the lab's namespace (setns moves only the calling
+    thread): what it runs reaches the hosts' addresses, as the operator's machine reaches AWS."""
+    return concurrent.futures.ThreadPoolExecutor(max_workers=1, initializer=_enter_namespace,
+                                                 thread_name_prefix="lab namespace")
 
 
 def resolv_conf():

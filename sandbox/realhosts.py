@@ -32,10 +32,10 @@ import salt.utils.yaml  # noqa: E402
 
 from lab import cluster, components, image, mirror, network, provider, system  # noqa: E402
 from lab import pillar as lab_pillar  # noqa: E402
-from sandbox import account, saltconfig  # noqa: E402
+from sandbox import account, clients, saltconfig, summary  # noqa: E402
 from sandbox.stack import tool  # noqa: E402
 from sandbox.steps import StepFailed  # noqa: E402
-from sandbox.workflow import DEFAULT_MAP, GATEWAY_USER, WEB, Workflow  # noqa: E402
+from sandbox.workflow import DEFAULT_MAP, DOMAIN, GATEWAY_USER, HELLO, SCALE_STEPS, WEB, Workflow  # noqa: E402
 
 CLUSTER = "showcase"  # pillar aws:cluster, the provider's cluster
 DEPLOY_SCRIPT = image.SALT_DEPLOY_SCRIPT.stem  # the provider's `script` (found in deploy.d)
@@ -58,12 +58,20 @@ def unavailable():
 class RealHostsWorkflow(Workflow):
     """The workflow of :class:`~sandbox.workflow.Workflow` with salt-cloud deploying real hosts."""
 
+    # Tasks start on the slaves' Docker and pass Marathon's health checks (every 10 s) first.
+    converge_timeout = 180.0
+
     def __init__(self, stack, runner):
         super().__init__(stack, runner)
         self.lab = None
         self.provider = None
         self.checkout = self.stack.workdir / "checkout"
-        self.service_ports[WEB["service"]] = WEB_PORT
+        # The specs' own ports and the lab's gateway consumer: no other sandbox shares the hosts.
+        for app in (WEB, HELLO):
+            labels = json.loads((self.repo / app["spec"]).read_text()).get("labels", {})
+            self.service_ports[app["service"]] = int(labels.get("registry.port", WEB_PORT))
+        self.admin_password = lab_pillar.SECRETS["gateway"]["consumers"][GATEWAY_USER]["password"]
+        self.vpc = None  # runs the operator's HTTP calls where the hosts are (the namespace)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -103,11 +111,9 @@ class RealHostsWorkflow(Workflow):
 
     def _master_pillar(self):
         """``local.sls`` the deploy copies to the salt-master (in pillar/, as an operator's
-        checkout has it): the lab's pillar (secrets, the mirror's sources) and the gateway's
-        consumer."""
+        checkout has it): the lab's pillar (secrets, the mirror's sources) and web's service."""
         return {
             **lab_pillar.lab_pillar(self.lab.mirror),
-            "gateway": {"auth": "basic-auth", "consumers": {GATEWAY_USER: {"password": self.admin_password}}},
             "services": {WEB["service"]: {"port": self.service_ports[WEB["service"]], "marathon_app": WEB["app"]}},
         }
 
@@ -121,6 +127,9 @@ class RealHostsWorkflow(Workflow):
             script=DEPLOY_SCRIPT,
             script_args=" ".join(image.salt_deploy_arguments(mirror.wheels_url())),
             display_ssh_output=False,
+            # The engine's Consul token, which an operator adds to the master configuration:
+            # salt-cloud merges the provider's `master` over the profile's.
+            master={"engines": lab_pillar.master_config(cluster.Cluster().master_profile["master"])["engines"]},
         )
         config_dir = self.stack.salt.config_dir
         (config_dir / "cloud.providers").write_text("# the sandbox's providers: cloud.providers.d/\n")
@@ -165,13 +174,8 @@ class RealHostsWorkflow(Workflow):
                     if len(tag) == 4 and tag[:2] == ["salt", "cloud"] and tag[3] in CLOUD_EVENTS:
                         self._progress(f"{tag[2]}: {CLOUD_EVENTS[tag[3]]}")
 
-        thread = threading.Thread(target=follow, name="salt-cloud events", daemon=True)
-        thread.start()
-        try:
+        with _in_background(follow, stopped.set):
             yield
-        finally:
-            stopped.set()
-            thread.join()
 
     @contextlib.contextmanager
     def _state_returns(self):
@@ -191,14 +195,42 @@ class RealHostsWorkflow(Workflow):
                 if str(ret.get("fun", "")).startswith("state.") and isinstance(ret.get("return"), dict):
                     self._progress(f"{tag.rsplit('/', 1)[-1]}: {ret['fun']} {_state_counts(ret['return'])}")
 
-        thread = threading.Thread(target=follow, name="state returns", daemon=True)
-        thread.start()
-        try:
+        with _in_background(follow, lambda: (os.killpg(follower.pid, signal.SIGTERM), follower.wait())):
             yield
-        finally:
-            os.killpg(follower.pid, signal.SIGTERM)
-            follower.wait()
-            thread.join()
+
+    # -- the platform's APIs, on the hosts -------------------------------------------------------
+
+    def run_salt(self, argv, timeout):
+        """``salt`` (the minions') on the salt-master; the AWS network's ``salt-run`` here."""
+        if argv[0] == "salt":
+            return self.on_salt_master(argv, timeout)
+        return super().run_salt(argv, timeout)
+
+    def _gateway_url(self, path="/"):
+        return f"http://{self._kong_public()}:8000{path}"
+
+    @property
+    def marathon(self):
+        """Marathon as the README's operator reaches it: through kong, with the gateway's
+        consumer (marathon.service.consul)."""
+        marathon = clients.Marathon(self._gateway_url(), host=f"marathon.{DOMAIN}",
+                                    auth=(GATEWAY_USER, self.admin_password))
+        return _Through(self.vpc, marathon)
+
+    def probe_gateway(self, host, count):
+        return self.vpc.submit(clients.probe, self._gateway_url(), host, count).result()
+
+    def gateway_status(self, host, path, credentials):
+        url = self._gateway_url(path)
+        return self.vpc.submit(lambda: (clients.status(url, host), clients.status(url, host, auth=credentials))).result()
+
+    def record_routing(self):
+        kong, master = self.provider.hosts[saltconfig.GATEWAY_MINION_ID], self.provider.hosts[self.salt_master]
+        try:
+            self.routing = self.vpc.submit(summary.routing_table, f"http://{kong.address}:8001",
+                                           f"http://{master.address}:8182").result()
+        except (clients.ClientError, OSError) as error:
+            self.runner.print(f"    (routing table not available: {error})")
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -216,6 +248,7 @@ class RealHostsWorkflow(Workflow):
         ):
             self.lab = cluster.start_infrastructure({})
             network.relay_loopback_port(int(self.stack.urls["aws"].rsplit(":", 1)[1]))
+            self.vpc = network.namespace_executor()
             self.provider = provider.HostProvider(
                 account.client(self.stack.env), CLUSTER, self.lab, progress=self._progress
             ).start()
@@ -276,10 +309,11 @@ class RealHostsWorkflow(Workflow):
                 returncode, output = self.on_salt_master(
                     ["salt-run", "state.orchestrate", "orch.cluster", "--out=json"], ORCHESTRATE_TIMEOUT)
             try:
-                steps = json.loads(output[output.index("{"):])["data"]
-                steps = next(iter(steps.values()))
-            except (ValueError, KeyError, StopIteration):
+                steps = next(iter(_last_json(output)["data"].values()))
+            except (TypeError, KeyError, StopIteration):
                 raise StepFailed(f"salt-run exited with status {returncode} and no result", output) from None
+            if not isinstance(steps, dict):  # the orchestration did not render: its errors
+                raise StepFailed("orch.cluster did not run", "\n".join(map(str, steps)))
             for state in sorted(steps.values(), key=lambda state: state.get("__run_num__", 0)):
                 mark = "ok" if state.get("result") else "FAILED"
                 self.runner.print(f"    {mark:6s} {state.get('__id__')} ({state.get('duration', 0) / 1000:.1f} s)")
@@ -341,22 +375,43 @@ class RealHostsWorkflow(Workflow):
         """Stop the host provider and remove the lab (whatever is left of it)."""
         if self.provider is not None:
             self.provider.stop()
+        if self.vpc is not None:
+            self.vpc.shutdown()
         system.remove_all()
 
-    # -- the whole run -------------------------------------------------------------------------
-
-    def run(self, keep=False):
-        self.start_sandbox()
-        self.build_network()
-        self.create_instances()
+    def build_platform(self):
         self.orchestrate_cluster()
         self.check_hosts()
-        if not keep:
-            self.tear_down()
-            self.remove_lab()
+
+    def tear_down(self):
+        super().tear_down()
+        self.remove_lab()
 
 
 WEB_PORT = 10000  # the seed's port for web: on real hosts no other sandbox shares it
+
+
+@contextlib.contextmanager
+def _in_background(follow, stop):
+    """``follow()`` in a thread of its own for the ``with`` block; then ``stop()``, and join."""
+    thread = threading.Thread(target=follow, name=follow.__qualname__, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop()
+        thread.join()
+
+
+class _Through:
+    """``target``'s methods, each called in ``executor``'s thread."""
+
+    def __init__(self, executor, target):
+        self._executor, self._target = executor, target
+
+    def __getattr__(self, name):
+        method = getattr(self._target, name)
+        return lambda *args, **kwargs: self._executor.submit(method, *args, **kwargs).result()
 
 
 def _last_json(output):

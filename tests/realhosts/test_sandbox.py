@@ -13,7 +13,7 @@ import re
 import pytest
 
 from lab import image
-from tests.integration.test_sandbox import STEP_LINE, sandbox_tmp, start_sandbox  # noqa: F401
+from tests.integration.test_sandbox import assert_steps, sandbox_tmp, start_sandbox  # noqa: F401
 from tests.realhosts.conftest import require_lab
 
 pytestmark = pytest.mark.slow
@@ -46,8 +46,7 @@ def test_the_sandbox_deploys_real_hosts_through_the_bastion_and_builds_the_platf
 
     assert returncode == 0, text
     assert "Real hosts cannot run here" not in text
-    steps = [title for _, title in STEP_LINE.findall(text)]
-    for expected in (
+    assert_steps(text, (
         "Create the AWS network",
         "Create and deploy the instances of the default map",
         "Check every minion answers the salt-master on master",
@@ -57,8 +56,7 @@ def test_the_sandbox_deploys_real_hosts_through_the_bastion_and_builds_the_platf
         "Tear the AWS network down",
         "Check the AWS account is empty",
         "Remove the lab: no host, mount, namespace or process left",
-    ):
-        assert expected in steps, text
+    ))
     assert "$ salt-cloud -m cloud.maps.d/default.map -P -y" in text
     deploy = text.split("Create and deploy the instances of the default map", 1)[1]
     for node in NODES:
