@@ -224,6 +224,21 @@ class RealHostsWorkflow(Workflow):
         url = self._gateway_url(path)
         return self.vpc.submit(lambda: (clients.status(url, host), clients.status(url, host, auth=credentials))).result()
 
+    def deploy(self, app, instances=None):
+        super().deploy(app, instances)
+        self._print_tasks(app)
+
+    def scale(self, app, instances):
+        super().scale(app, instances)
+        self._print_tasks(app)
+
+    def _print_tasks(self, app):
+        """Where Marathon runs the app's tasks: on the slaves' Mesos agents."""
+        hosts = {host.address: name for name, host in self.provider.hosts.items()}
+        for task in self.marathon.app(app["app"])["tasks"]:
+            ports = ",".join(map(str, task.get("ports", [])))
+            self.runner.print(f"    task {task['id']} on {hosts.get(task['host'], '?')} ({task['host']}:{ports})")
+
     def record_routing(self):
         kong, master = self.provider.hosts[saltconfig.GATEWAY_MINION_ID], self.provider.hosts[self.salt_master]
         try:

@@ -16,9 +16,8 @@ from lab import image
 from tests.integration.test_sandbox import assert_steps, sandbox_tmp, start_sandbox  # noqa: F401
 from tests.realhosts.conftest import require_lab
 
-pytestmark = pytest.mark.slow
-
 RUN_TIMEOUT = 2400
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUN_TIMEOUT + 120)]
 NODES = ("kong", "master", "slave0", "slave1", "slave2")
 LAB_NAME = f"{os.environ['SHOWCASE_LAB_NAME']}-sandbox"
 
@@ -52,6 +51,12 @@ def test_the_sandbox_deploys_real_hosts_through_the_bastion_and_builds_the_platf
         "Check every minion answers the salt-master on master",
         "Build the platform on the five hosts",
         "Check each host runs the services of its role",
+        "Register the Mesos and Marathon UIs in the gateway",
+        "Check marathon.service.consul through the gateway (basic-auth)",
+        "Register web and its instances",
+        "Check web.service.consul through the gateway (3 instances)",
+        "Check web.service.consul through the gateway (scaled to 2)",
+        "Check hello.service.consul through the gateway (registered by the Marathon engine)",
         "Destroy the instances (the lab removes their hosts)",
         "Tear the AWS network down",
         "Check the AWS account is empty",
@@ -66,6 +71,14 @@ def test_the_sandbox_deploys_real_hosts_through_the_bastion_and_builds_the_platf
         assert re.search(rf"^    {node}: deploying Salt over SSH$", deploy, re.M), text
         assert re.search(rf"^    {node} +Salt {re.escape(image.SALT_VERSION)}$", deploy, re.M), text
         assert re.search(rf"^    {node}: instance terminated, host removed", text, re.M), text
+    # Marathon runs the tasks on the slaves; requests through kong's proxy are answered by
+    # exactly the running web tasks, which follow the scaling.
+    tasks = re.findall(r"^    task (\S+) on (\S+) \(", text, re.M)
+    assert tasks and {host for _, host in tasks} <= {"slave0", "slave1", "slave2"}, text
+    before, after = re.split(r"^==> +\d+\. Scale /web to 2 instances$", text, flags=re.M)
+    answered_before = set(re.findall(r"answered: (web\S+)", before))
+    answered_after = set(re.findall(r"answered: (web\S+)", after))
+    assert len(answered_before) == 3 and len(answered_after) == 2 and answered_after < answered_before, text
     # kong is reached at its elastic IP; the private hosts only through it.
     assert re.search(r"^    kong: public address \S+$", deploy, re.M), text
     assert lab_traces() == {"namespace": False, "mounts": [], "cgroups": [], "state": False}
