@@ -10,7 +10,8 @@ Modes, each speaking JSON lines on stdout:
     events read from Marathon's stream and the resyncs done, whenever they change.
 ``resync``
     One full resync per line read on stdin, answered by ``{"ok", "seconds", "cpu",
-    "requests": [[system, method, n]], "rss_mb", "peak_rss_mb"}``.
+    "requests": [[system, method, n]], "rss_mb", "peak_rss_mb", "errors"}`` (``errors``: the
+    first few the resync reported).
 """
 
 import json
@@ -67,8 +68,9 @@ def run(registrar, output):
     thread.join(30)
 
 
-def resyncs(registrar, output):
+def resyncs(registrar, output, errors):
     for _ in sys.stdin:
+        errors.clear()
         httpclientutil.REQUEST_COUNTER.reset()
         started, cpu_started = time.perf_counter(), time.process_time()
         ok = registrar.resync()
@@ -76,7 +78,8 @@ def resyncs(registrar, output):
         rss, peak = memory_mb()
         counts = httpclientutil.REQUEST_COUNTER.snapshot()
         output.line(ok=ok, seconds=seconds, cpu=cpu, rss_mb=rss, peak_rss_mb=peak,
-                    requests=[[system, method, n] for (system, method), n in counts.items()])
+                    requests=[[system, method, n] for (system, method), n in counts.items()],
+                    errors=errors[:5])
 
 
 def main(argv=None):
@@ -85,13 +88,22 @@ def main(argv=None):
     platform = registrationutil.configured(lambda key, default=None: settings.get(key, default),
                                            marathon_registrar.SOURCE)
     output = Output()
+    errors = []  # what a resync reported as failed: the answer to each resync carries it
+
+    def keep_errors(data, tag):
+        if tag.endswith("/error"):
+            errors.append(data.get("error"))
+
     fire = {
         "run": lambda data, tag: output.line(tag=tag, data=data, at=time.time()),
-        "resync": lambda data, tag: None,  # the answer to each resync is all that is printed
+        "resync": keep_errors,
     }[config["mode"]]
     registrar = marathon_registrar.Registrar(
         marathon_registrar.Settings(**config.get("options", {})), platform, fire)
-    {"run": run, "resync": resyncs}[config["mode"]](registrar, output)
+    if config["mode"] == "run":
+        run(registrar, output)
+    else:
+        resyncs(registrar, output, errors)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ import validationutil
 
 from bench import REPO_ROOT
 from bench.common import RegistryProcesses, request_summary, simulator_process
-from sandbox.ports import free_port
+from sandbox.ports import PortAllocator
 from simulators.base import JSON_TYPE, Response, Simulator, route
 from simulators.marathon import MarathonSimulator
 
@@ -48,14 +48,20 @@ LISTENER_PORTS = validationutil.PortRange.parse(
     registrationutil.SETTINGS["platform:listener_ports"])
 SERVICE_PORTS = LISTENER_PORTS.first
 SERVER_CHANGE = "vulcand server "
+# Service ports of the apps created one by one: each a different one, as two services sharing
+# a port are both refused.
+APP_PORTS = PortAllocator()
 
 
 class Registries(RegistryProcesses):
     """Consul, Kong and vulcand simulators in processes of their own."""
 
-    def platform(self, marathon_url):
-        """The engine's ``platform:`` settings."""
-        return {**self.settings(), "platform:marathon:url": marathon_url}
+    def platform(self, marathon_url, listener_ports=None):
+        """The engine's ``platform:`` settings; ``listener_ports`` (a range) replaces the
+        platform's default service ports."""
+        ports = {"platform:listener_ports": f"{listener_ports.start}-{listener_ports.stop - 1}"
+                 } if listener_ports else {}
+        return {**self.settings(), "platform:marathon:url": marathon_url, **ports}
 
     def servers(self, service):
         reply = requests.get(f"{self.vulcand['url']}/v2/backends/{service}/servers",
@@ -132,14 +138,14 @@ class ResyncingEngine(EngineProcess):
 
 
 def create_app(marathon_url, app_id, instances, health_checks, port=None, session=requests):
-    """A labelled app; ``port`` (default: a free one of the platform's listener range) is its
-    service port, a vulcand listener."""
+    """A labelled app; ``port`` (default: a free one of the platform's listener range, none
+    handed out before) is its service port, a vulcand listener."""
     definition = {
         "id": app_id,
         "cmd": "python3 -m simulators.webapp",
         "instances": instances,
         "labels": {"registry.service": app_id.strip("/"),
-                   "registry.port": str(port or free_port(LISTENER_PORTS.ports))},
+                   "registry.port": str(port or APP_PORTS.take(LISTENER_PORTS.ports))},
         "healthChecks": [{"protocol": "HTTP", "path": "/health"}] if health_checks else [],
     }
     session.post(f"{marathon_url}/v2/apps", json=definition, timeout=TIMEOUT).raise_for_status()
@@ -357,21 +363,25 @@ def full_resync(app_count, tasks, workers, runs):
         marathon = urls["url"]
         with requests.Session() as session:
             for index in range(app_count):
-                # Service ports in the platform's listener range (10000 up, as the seed's),
-                # below the ephemeral ports that free ones would often collide with.
+                # Service ports from 10000 up, as the seed's, below the ephemeral ports that
+                # free ones would often collide with; the platform's listener range (1,001
+                # ports by default) widened to hold them all.
                 create_app(marathon, f"/app{index}", tasks, health_checks=False,
                            port=SERVICE_PORTS + index, session=session)
+        listener_ports = range(SERVICE_PORTS, max(LISTENER_PORTS.ports.stop,
+                                                  SERVICE_PORTS + app_count))
         wait_for(lambda: not requests.get(f"{marathon}/v2/deployments", timeout=TIMEOUT).json(),
                  "the apps' deployments", timeout=600)
         for _ in range(runs):
             with contextlib.ExitStack() as stack:
-                engine = ResyncingEngine(Registries(stack).platform(marathon),
+                engine = ResyncingEngine(Registries(stack).platform(marathon, listener_ports),
                                          max_workers=workers)
                 stack.callback(engine.stop)
                 for label, measured in figures.items():
                     result = engine.resync()
                     if not result["ok"]:
-                        raise SystemExit(f"resync failed ({label})")
+                        raise SystemExit(f"resync failed ({label}): "
+                                         + "; ".join(map(str, result["errors"])))
                     measured["seconds"].append(result["seconds"])
                     measured["cpu"].append(result["cpu"])
                     writes = sum(n for (system, method), n in result["requests"].items()

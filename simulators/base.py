@@ -309,6 +309,43 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         log.debug("%s %s", self.server.simulator.name, format % args)
 
 
+class AcceptLoop:
+    """One thread and one selector accepting the connections of many simulators' servers
+    (vulcand's proxy listeners: ten thousand of them, each with a thread, a selector and a
+    wake-up socket pair of its own, would exceed the open files a process may have, where the
+    real vulcand needs one descriptor per listener)."""
+
+    def __init__(self):
+        self._selector = selectors.DefaultSelector()
+        self._waker, self._wake_receiver = socket.socketpair()
+        self._selector.register(self._wake_receiver, selectors.EVENT_READ)
+        self._thread = threading.Thread(target=self._serve, name="accept-loop", daemon=True)
+        self._thread.start()
+
+    def add(self, server):
+        self._selector.register(server, selectors.EVENT_READ, server)
+
+    def remove(self, server):
+        self._selector.unregister(server)
+
+    def _serve(self):
+        while True:
+            for key, _ in self._selector.select():
+                if key.fileobj is self._wake_receiver:
+                    return
+                try:
+                    key.data.handle_request()
+                except OSError:
+                    pass  # removed and closed since select() saw it
+
+    def close(self):
+        self._waker.send(b"x")
+        self._thread.join()
+        self._selector.close()
+        self._waker.close()
+        self._wake_receiver.close()
+
+
 class Simulator:
     """Base of every simulator: route table, dispatch, counters, faults and lifecycle."""
 
@@ -322,9 +359,10 @@ class Simulator:
                 routes.setdefault(pattern, Route(re.compile(pattern), {})).handlers[method] = attr
         cls._routes = list(routes.values())
 
-    def __init__(self, port=0, address=LOOPBACK):
+    def __init__(self, port=0, address=LOOPBACK, accept_loop=None):
         self.port = port
         self.address = address  # where it listens (its URL stays on loopback)
+        self._accept_loop = accept_loop  # an AcceptLoop shared with other simulators, or None
         self.faults = Faults()
         self.request_counts = Counter()
         self._counts_lock = threading.Lock()
@@ -337,6 +375,10 @@ class Simulator:
     def start(self):
         self._server = _Server((self.address, self.port), self)
         self.port = self._server.server_address[1]
+        if self._accept_loop is not None:
+            self._server.timeout = 0
+            self._accept_loop.add(self._server)
+            return self
         self._waker, self._wake_receiver = socket.socketpair()
         self._thread = threading.Thread(target=self._serve, name=f"{self.name}-sim", daemon=True)
         self._thread.start()
@@ -361,16 +403,21 @@ class Simulator:
     def stop(self):
         if self._server is None:
             return
-        self._waker.send(b"x")
-        self._thread.join()
+        if self._accept_loop is not None:
+            self._accept_loop.remove(self._server)
+        else:
+            self._waker.send(b"x")
+            self._thread.join()
         self._server.server_close()
         # Kept-alive connections would otherwise keep being served after stop().
         with self._server.connections_lock:
             for connection in list(self._server.connections):
                 _shutdown_socket(connection)
-        self._waker.close()
-        self._wake_receiver.close()
+        if self._waker is not None:
+            self._waker.close()
+            self._wake_receiver.close()
         self._server = self._thread = None
+        self._waker = self._wake_receiver = None
 
     def __enter__(self):
         return self.start()

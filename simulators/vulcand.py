@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from simulators.base import (
     LOOPBACK,
     Abort,
+    AcceptLoop,
     BodyError,
     Simulator,
     UpstreamError,
@@ -138,7 +139,7 @@ class _Listener(Simulator):
     name = "vulcand-listener"
 
     def __init__(self, proxy, endpoint):
-        super().__init__(port=endpoint[1], address=endpoint[0])
+        super().__init__(port=endpoint[1], address=endpoint[0], accept_loop=proxy.accept_loop)
         self.endpoint = endpoint  # self.port becomes the bound one, which differs for port 0
         self._proxy = proxy
 
@@ -171,6 +172,7 @@ class VulcandSimulator(Simulator):
         self._config_lock = threading.Lock()  # serialises reloads and listener changes
         self._listeners_revision = 0  # etcd revision of the latest single listener change
         self._listeners = {}  # listener id -> _Listener
+        self.accept_loop = None  # the listeners' (one thread for all of them), while started
         self._unopened = {}  # listener id -> (address, port) it could not bind
         self._round_robin = defaultdict(int)
         self._round_robin_lock = threading.Lock()
@@ -199,6 +201,7 @@ class VulcandSimulator(Simulator):
             self._etcd_url = self._own_etcd.start().url
         self.etcd = EtcdClient(self._etcd_url)
         self._stopping.clear()
+        self.accept_loop = AcceptLoop()
         self.reload()
         self._watch_thread = threading.Thread(target=self._watch_loop, name="vulcand-watch", daemon=True)
         self._watch_thread.start()
@@ -223,6 +226,9 @@ class VulcandSimulator(Simulator):
             self._listeners.clear()
             self._config = _ProxyConfig()
             self._listeners_revision = 0
+        if self.accept_loop is not None:
+            self.accept_loop.close()
+            self.accept_loop = None
         if self._own_etcd is not None:
             self._own_etcd.stop()
 

@@ -7,7 +7,8 @@ The engine is level-triggered: Marathon's events (``/v2/events``, Server-Sent Ev
 burst of many apps is one ``/v2/apps?embed=apps.tasks``) and converges their services through the
 same plan/apply code as the ``services`` state (:mod:`registrationutil`); between resyncs it
 plans against what it last read of its own objects plus its own writes, so an event costs one
-Marathon read and the writes it calls for. A full resync, reading every app and every registry
+Marathon read and the writes it calls for (an app whose facts did not change is not planned
+again). A full resync, reading every app and every registry
 (one request per source, all at once), runs at start, every ``resync_interval`` seconds and
 after every reconnect, so a lost, late, duplicated or reordered event can never leave anything
 wrong for longer than that. Writes run concurrently (``max_workers``). The engine keeps no state that the registries and Marathon cannot rebuild:
@@ -72,9 +73,10 @@ Every key is optional:
 ``tag_prefix`` (``marathon/registrar``)
     Prefix of the Salt events fired: ``<prefix>/connected``, ``<prefix>/disconnected``,
     ``<prefix>/resync`` (a summary, with the number of standing conflicts and invalid apps),
-    ``<prefix>/change/<service>`` (each change made), ``<prefix>/error``, ``<prefix>/invalid``
-    (an app whose labels are unusable or break the platform's rules: a reserved name, a port
-    outside ``platform:listener_ports``; it gets nothing registered) and
+    ``<prefix>/change/<service>`` (the changes made, as soon as the service's writes are
+    over), ``<prefix>/error``, ``<prefix>/invalid`` (an app whose labels are unusable or break
+    the platform's rules: a reserved name, a port outside ``platform:listener_ports``; it gets
+    nothing registered) and
     ``<prefix>/lock/{acquired,lost}``. A conflict (an ``error`` event) or an invalid app is
     reported when it appears or changes, not on every resync that still finds it. Follow them
     with ``salt-run state.event``.
@@ -452,6 +454,7 @@ class Registrar:
         self._conflicts = Reported()  # names taken by others, as last reported
         self._invalid = Reported()  # ("app", id) or ("service", name): why it is unusable
         self._fire = fire
+        self._fire_lock = threading.Lock()
         self._stop = threading.Event()
         # Registry and Marathon reads and writes: threads kept, not started for every event.
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -480,7 +483,8 @@ class Registrar:
 
     def fire(self, data, tag):
         try:
-            self._fire(data, f"{self.settings.tag_prefix}/{tag}")
+            with self._fire_lock:  # writing threads fire too; one event at a time on the bus
+                self._fire(data, f"{self.settings.tag_prefix}/{tag}")
         except Exception as err:  # pylint: disable=broad-except
             # Events are for operators: a full event bus must not stop registrations.
             log.warning("could not fire %s: %s", tag, err)
@@ -582,14 +586,13 @@ class Registrar:
 
     def _read_everything(self):
         """(registries snapshot, {app id: AppFacts}): Marathon and the registries read at once."""
-        listed = self._pool.submit(self.marathon.list_apps, label=marathonutil.LABEL_SERVICE)
+        listed = self._pool.submit(self.marathon.iter_apps, label=marathonutil.LABEL_SERVICE)
         snapshot = registrationutil.read_snapshot(self.registries, self.owner, pool=self._pool)
         self.grace.remember(ref.key for ref in snapshot.objects if ref.kind == VULCAND_SERVER)
-        apps, facts = listed.result(), {}
-        while apps:  # each raw app released once read: the listing is the largest thing read
-            app = apps.pop()
-            facts[marathonutil.normalise_app_id(app["id"])] = self._facts(app)
-        return snapshot, facts
+        # Each app decoded when its facts are taken, and released then: the listing is the
+        # largest thing read, some hundred times larger decoded than any one app.
+        return snapshot, {marathonutil.normalise_app_id(app["id"]): self._facts(app)
+                          for app in listed.result()}
 
     def converge_apps(self, app_ids):
         """Re-read ``app_ids`` from Marathon and converge the services they are part of."""
@@ -597,9 +600,11 @@ class Registrar:
         before = {app_id: self.apps.get(app_id) for app_id in app_ids}
         try:
             if len(app_ids) >= self.settings.burst_apps:
-                listed = self.marathon.list_apps(label=marathonutil.LABEL_SERVICE)
-                current = {marathonutil.normalise_app_id(app["id"]): app for app in listed}
-                fresh = {app_id: current.get(app_id) for app_id in app_ids}
+                fresh = dict.fromkeys(app_ids)
+                for app in self.marathon.iter_apps(label=marathonutil.LABEL_SERVICE):
+                    app_id = marathonutil.normalise_app_id(app["id"])
+                    if app_id in fresh:
+                        fresh[app_id] = app
             else:
                 fresh = dict(zip(app_ids, self._pool.map(self._read_app, app_ids)))
         except CommandExecutionError as err:
@@ -613,9 +618,12 @@ class Registrar:
                 self.apps[app_id] = facts
             else:
                 self.apps.pop(app_id, None)  # deleted, or no longer labelled
-        names = self._service_names(before) | self._service_names(
-            {app_id: self.apps.get(app_id) for app_id in app_ids}
-        )
+        # An app whose facts are the same as when it was last converged calls for nothing while
+        # the registries are known to match (the known snapshot is forgotten on any failure).
+        touched = [app_id for app_id in app_ids
+                   if self._known is None or self.apps.get(app_id) != before[app_id]]
+        names = self._service_names({app_id: before[app_id] for app_id in touched}) \
+            | self._service_names({app_id: self.apps.get(app_id) for app_id in touched})
         if not names:
             return True
         desired = self._desired(names)
@@ -623,6 +631,7 @@ class Registrar:
             snapshot = self._snapshot(desired)
         except CommandExecutionError as err:
             self._report_error("read registries", err, services=sorted(names))
+            self._known = None  # what was known is no longer trusted to match
             return False
         return self._converge(desired, snapshot)[0]
 
@@ -718,7 +727,8 @@ class Registrar:
     def _converge(self, desired, snapshot, everything=False):
         """Plan and apply ``desired`` against ``snapshot``: returns (ok, number of changes).
 
-        ``everything``: ``desired`` is every service, so conflicts not found are resolved."""
+        ``everything``: ``desired`` is every service, so conflicts not found are resolved.
+        Each service's changes are fired as soon as its writes are over."""
         plan = registrationutil.plan(desired, snapshot, self.owner)
         # A name taken by someone else (pillar, another cluster) stays refused until they
         # give it up: reported when it appears or changes, and no reason to retry sooner.
@@ -730,13 +740,18 @@ class Registrar:
         if not plan:
             return True, 0
         result = registrationutil.apply(plan, self.registries, self.settings.max_workers,
-                                        pool=self._pool)
+                                        pool=self._pool, on_service_done=self._report_changes)
         self._remember_writes(result)
-        for service, changes in result.changes().items():
-            self.fire({"service": service, "changes": changes}, f"change/{service}")
         for error in result.errors():
             self._report_error("apply", error)
         return result.ok, len(result.done)
+
+    def _report_changes(self, service, done):
+        """A service's changes, fired as soon as its writes are over (from a writing thread)."""
+        if not done:
+            return  # every write failed: the errors are reported
+        self.fire({"service": service, "changes": registrationutil.changes_of(done)[service]},
+                  f"change/{service}")
 
     def _remember_writes(self, result):
         """Keep the known snapshot true to what was written; after a failure, forget it."""

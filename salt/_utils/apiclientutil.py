@@ -19,6 +19,7 @@ something was deleted.
 import base64
 import binascii
 import json
+import re
 import urllib.parse
 
 from httpclientutil import HTTPClient, HTTPRequestError, NotFoundError
@@ -151,9 +152,11 @@ class KongAPI:
     def get(self, collection, key):
         return self.http.get(f"/{collection}/{quote(key)}")
 
-    def upsert(self, collection, key, entity):
-        """Create or wholesale replace the entity ``key`` (its name, or id) with PUT."""
-        return self.http.put(f"/{collection}/{quote(key)}", json=entity)
+    def upsert(self, collection, key, entity, reply=True):
+        """Create or wholesale replace the entity ``key`` (its name, or id) with PUT; returns
+        Kong's entity unless ``reply`` is false (decoding it is most of a write's CPU left)."""
+        written = self.http.put(f"/{collection}/{quote(key)}", json=entity, raw=not reply)
+        return written if reply else None
 
     def create(self, collection, entity):
         """POST a new entity (for entities without an endpoint key, such as credentials)."""
@@ -161,7 +164,7 @@ class KongAPI:
 
     def delete(self, collection, key):
         """Delete ``key``; Kong answers 204 whether it existed or not."""
-        self.http.delete(f"/{collection}/{quote(key)}")
+        self.http.delete(f"/{collection}/{quote(key)}", raw=True)
 
 
 class VulcandAPI:
@@ -180,10 +183,11 @@ class VulcandAPI:
     def get(self, collection, key):
         return self.http.get(f"/v2/{collection}/{quote(key)}")
 
-    def upsert(self, collection, entity):
-        """Create or replace an object by its ``Id`` (hosts: ``Name``)."""
+    def upsert(self, collection, entity, reply=True):
+        """Create or replace an object by its ``Id`` (hosts: ``Name``); returns vulcand's
+        object unless ``reply`` is false."""
         wrapper, _ = VULCAND_COLLECTIONS[collection]
-        return self.http.post(f"/v2/{collection}", json={wrapper: entity}, idempotent=True)
+        return self._upsert(f"/v2/{collection}", {wrapper: entity}, reply)
 
     def delete(self, collection, key):
         return self._delete(f"/v2/{collection}/{quote(key)}")
@@ -192,16 +196,20 @@ class VulcandAPI:
         path = f"/v2/backends/{quote(backend_id)}/servers"
         return (self.http.get(path) or {}).get("Servers") or []
 
-    def upsert_server(self, backend_id, server):
+    def upsert_server(self, backend_id, server, reply=True):
         path = f"/v2/backends/{quote(backend_id)}/servers"
-        return self.http.post(path, json={"Server": server}, idempotent=True)
+        return self._upsert(path, {"Server": server}, reply)
+
+    def _upsert(self, path, body, reply):
+        written = self.http.post(path, json=body, idempotent=True, raw=not reply)
+        return written if reply else None
 
     def delete_server(self, backend_id, server_id):
         return self._delete(f"/v2/backends/{quote(backend_id)}/servers/{quote(server_id)}")
 
     def _delete(self, path):
         try:
-            self.http.delete(path)
+            self.http.delete(path, raw=True)
         except NotFoundError:
             return False
         return True
@@ -326,12 +334,18 @@ class MarathonAPI:
 
         :param label: Marathon's label selector, e.g. ``registry.service`` or ``env==prod``
         """
+        return list(self.iter_apps(label, embed_tasks))
+
+    def iter_apps(self, label=None, embed_tasks=True):
+        """:meth:`list_apps` read at once and decoded one app at a time: the listing of
+        10,000 apps with their tasks is some hundred times larger decoded than any one app."""
         params = {}
         if embed_tasks:
             params["embed"] = "apps.tasks"
         if label:
             params["label"] = label
-        return (self.http.get("/v2/apps", params=params) or {}).get("apps") or []
+        body = self.http.get("/v2/apps", params=params, raw=True)
+        return json_array_items(body, "apps", f"marathon: GET {self.http.base_url}/v2/apps")
 
     def get_app(self, app_id):
         """One app; Marathon always embeds its tasks."""
@@ -347,6 +361,40 @@ class MarathonAPI:
         except NotFoundError:
             return False
         return True
+
+
+_ARRAY_START = re.compile(r'\s*\{\s*"(?P<key>[^"\\]+)"\s*:\s*\[\s*')
+_SEPARATOR = re.compile(r"\s*(?P<token>[,\]])\s*")
+_JSON = json.JSONDecoder()
+
+
+def json_array_items(body, key, what):
+    """The elements of the array ``key`` of the JSON object ``body`` (bytes), decoded one after
+    the other as they are taken (none when ``body`` is empty), so that only one is held
+    decoded at a time. A body of another shape than ``{"<key>": [...]}`` is decoded whole.
+    A reply that is no such JSON raises :class:`CommandExecutionError` naming ``what``."""
+    try:
+        text = body.decode("utf-8") if body else ""
+        del body  # the text is what is read from now on: not both held
+        start = _ARRAY_START.match(text)
+        if start is None or start["key"] != key:
+            decoded = json.loads(text) if text.strip() else {}
+            yield from (decoded.get(key) or [] if isinstance(decoded, dict) else ())
+            return
+        position = start.end()
+        if text.startswith("]", position):
+            return
+        while True:
+            item, position = _JSON.raw_decode(text, position)
+            yield item
+            separator = _SEPARATOR.match(text, position)
+            if separator is None:
+                raise ValueError(f"expected , or ] at character {position}")
+            position = separator.end()
+            if separator["token"] == "]":
+                return
+    except ValueError as err:  # UnicodeDecodeError and JSONDecodeError among them
+        raise CommandExecutionError(f"{what}: the reply is not the JSON expected: {err}") from None
 
 
 def _app_path(app_id):

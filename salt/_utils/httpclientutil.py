@@ -2,12 +2,14 @@
 The one HTTP client of the project: every registry API (Consul, Kong, vulcand, Marathon) is
 reached through :class:`HTTPClient`.
 
-- Keep-alive connections reused per client (http.client's, kept for the concurrent writes of
-  the registration core). A registration resync sends thousands of requests: requests' work per
-  request (environment, netrc and cookie lookups) would cost more than the rest of the client,
-  and urllib3's pool (URL parsing, retry and timeout objects, response wrapping) as much again
-  as http.client itself. The proxy environment (``http_proxy``, ``https_proxy``, ``no_proxy``)
-  is read once, when the client is made; proxied clients go through urllib3's proxy manager.
+- Keep-alive HTTP/1.1 connections reused per client (kept for the concurrent writes of the
+  registration core), requests written and replies read on the socket itself. A registration
+  resync sends thousands of requests: requests' work per request (environment, netrc and cookie
+  lookups) would cost more than the rest of the client, urllib3's pool (URL parsing, retry and
+  timeout objects, response wrapping) as much again, and http.client's header parsing (the
+  email package) a third of a write's CPU. The proxy environment (``http_proxy``,
+  ``https_proxy``, ``no_proxy``) is read once, when the client is made; proxied clients go
+  through urllib3's proxy manager.
 - Timeouts on every request.
 - Retries with exponential backoff on connection errors, timeouts, 5xx and 429, for idempotent
   requests only (GET, HEAD, PUT, DELETE, and calls the caller marks idempotent, such as
@@ -140,6 +142,13 @@ def _proxy_manager(url):
     return None
 
 
+class _Headers(dict):
+    """A reply's headers: names lower-cased, looked up in any case."""
+
+    def get(self, name, default=None):
+        return super().get(name.lower(), default)
+
+
 class _Reply:
     """What a request got back: ``status``, ``headers`` and the whole body, ``data``."""
 
@@ -147,6 +156,104 @@ class _Reply:
 
     def __init__(self, status, headers, data):
         self.status, self.headers, self.data = status, headers, data
+
+
+MAX_LINE = 65536  # bytes of a status or header line, as http.client allows
+MAX_HEADERS = 100
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class _Connection:
+    """One HTTP/1.1 keep-alive connection: requests written and replies read on the socket
+    itself. http.client parses every reply's headers with the email package, which cost a
+    third of the CPU of a registry write; these replies need only a few of them."""
+
+    def __init__(self, sock, host_header):
+        self.sock = sock
+        self._host_header = host_header
+        self._reader = sock.makefile("rb")
+
+    def request(self, method, target, body, headers):
+        """Send one request and read its reply: ``(_Reply, whether the connection can be
+        used again)``."""
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(body or b'')}")
+        try:
+            self.sock.sendall("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n"
+                              + (body or b""))
+            status_line = self._line()
+        except (BrokenPipeError, ConnectionResetError) as err:
+            raise http.client.RemoteDisconnected(f"connection closed: {err}") from err
+        if not status_line:
+            raise http.client.RemoteDisconnected("the server closed the connection without "
+                                                 "a reply")
+        return self._read_reply(method, status_line)
+
+    def _read_reply(self, method, status_line):
+        while True:
+            version, _, rest = status_line.partition(b" ")
+            code = rest[:3]
+            if not version.startswith(b"HTTP/1.") or not code.isdigit():
+                raise http.client.BadStatusLine(status_line.decode("latin-1").strip())
+            status = int(code)
+            headers = self._headers()
+            if status >= 200 or status == 101:
+                break
+            status_line = self._line()  # a 1xx interim reply: the real one follows
+        connection = (headers.get("connection") or "").lower()
+        reusable = "close" not in connection and (version != b"HTTP/1.0"
+                                                  or "keep-alive" in connection)
+        if method == "HEAD" or status in _NO_BODY_STATUSES or status < 200:
+            return _Reply(status, headers, b""), reusable
+        if "chunked" in (headers.get("transfer-encoding") or "").lower():
+            return _Reply(status, headers, self._chunked()), reusable
+        length = headers.get("content-length")
+        if length is None:
+            return _Reply(status, headers, self._reader.read()), False  # ends at the close
+        data = self._reader.read(int(length))
+        if len(data) != int(length):
+            raise http.client.IncompleteRead(data, int(length) - len(data))
+        return _Reply(status, headers, data), reusable
+
+    def _line(self):
+        line = self._reader.readline(MAX_LINE + 1)
+        if len(line) > MAX_LINE:
+            raise http.client.LineTooLong("reply line")
+        return line
+
+    def _headers(self):
+        headers = _Headers()
+        for _ in range(MAX_HEADERS + 1):
+            line = self._line()
+            if line in (b"\r\n", b"\n", b""):
+                return headers
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        raise http.client.HTTPException(f"more than {MAX_HEADERS} reply headers")
+
+    def _chunked(self):
+        chunks = []
+        while True:
+            size_line = self._line().split(b";", 1)[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                raise http.client.IncompleteRead(b"".join(chunks)) from None
+            if size == 0:
+                while self._line() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(chunks)
+            chunk = self._reader.read(size)
+            if len(chunk) != size:
+                raise http.client.IncompleteRead(b"".join(chunks) + chunk)
+            chunks.append(chunk)
+            self._line()  # the CRLF after the chunk
+
+    def close(self):
+        self._reader.close()
+        self.sock.close()
 
 
 class _Connections:
@@ -161,26 +268,34 @@ class _Connections:
         self.https = parsed.scheme == "https"
         self.host = parsed.hostname or ""
         self.port = parsed.port or (443 if self.https else 80)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.host_header = host if parsed.port is None else f"{host}:{self.port}"
         self.connect_timeout, self.read_timeout = timeout
         self._context = ssl.create_default_context() if self.https else None
         self._idle = collections.deque()
 
     def request(self, method, target, body, headers):
-        connection = self._idle_connection() or self._connect()
+        connection = self._idle_connection()
+        if connection is not None:
+            try:
+                return self._exchange(connection, method, target, body, headers)
+            except http.client.RemoteDisconnected:
+                # The server closed it as the request went out (an idle timeout racing the
+                # check above): it answered nothing, so the request goes again on a new one.
+                pass
+        return self._exchange(self._connect(), method, target, body, headers)
+
+    def _exchange(self, connection, method, target, body, headers):
         try:
-            connection.request(method, target, body=body, headers=headers)
-            response = connection.getresponse()
-            data = response.read()
+            reply, reusable = connection.request(method, target, body, headers)
         except BaseException:
             connection.close()
             raise
-        if response.will_close:
-            connection.close()
-        elif len(self._idle) < POOL_SIZE:
+        if reusable and len(self._idle) < POOL_SIZE:
             self._idle.append(connection)
         else:
             connection.close()
-        return _Reply(response.status, response.headers, data)
+        return reply
 
     def _idle_connection(self):
         while True:
@@ -195,16 +310,16 @@ class _Connections:
             connection.close()  # closed by the server while idle
 
     def _connect(self):
-        if self.https:
-            connection = http.client.HTTPSConnection(
-                self.host, self.port, timeout=self.connect_timeout, context=self._context)
-        else:
-            connection = http.client.HTTPConnection(
-                self.host, self.port, timeout=self.connect_timeout)
-        connection.connect()
-        connection.sock.settimeout(self.read_timeout)
-        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection
+        sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._context is not None:
+                sock = self._context.wrap_socket(sock, server_hostname=self.host)
+            sock.settimeout(self.read_timeout)
+        except BaseException:
+            sock.close()
+            raise
+        return _Connection(sock, self.host_header)
 
     def close(self):
         while self._idle:
@@ -256,11 +371,13 @@ class HTTPClient:
     def delete(self, path, **kwargs):
         return self.request("DELETE", path, **kwargs)
 
-    def request(self, method, path, json=None, params=None, idempotent=None, headers=None):  # noqa: A002
+    def request(self, method, path, json=None, params=None, idempotent=None, headers=None,  # noqa: A002
+                raw=False):
         """Send one request and return its decoded body.
 
         A JSON reply is decoded, any other non-empty reply is returned as text, an empty one as
-        None. Raises :class:`NotFoundError` on 404, :class:`UnreachableError` when the server
+        None; with ``raw``, the body is returned as it came (bytes), for callers that decode a
+        large reply piece by piece. Raises :class:`NotFoundError` on 404, :class:`UnreachableError` when the server
         cannot be reached, :class:`HTTPRequestError` on any other non-2xx status.
 
         :param path: appended to the base URL; the caller quotes path segments
@@ -292,7 +409,7 @@ class HTTPClient:
             if response.status in RETRYABLE_STATUSES and attempt < attempts:
                 self._pause(attempt, method, url, f"HTTP {response.status}", response)
                 continue
-            return self._decode(method, url, response)
+            return self._decode(method, url, response, raw)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _send(self, method, url, body, headers):
@@ -312,13 +429,15 @@ class HTTPClient:
                   attempt, delay)
         time.sleep(delay)
 
-    def _decode(self, method, url, response):
+    def _decode(self, method, url, response, raw=False):
         if response.status == 404:
             raise NotFoundError(self.system, method, url, 404, server_message(response.data))
         if not 200 <= response.status < 300:
             raise HTTPRequestError(
                 self.system, method, url, response.status, server_message(response.data)
             )
+        if raw:
+            return response.data
         if not response.data:
             return None
         try:

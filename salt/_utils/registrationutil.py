@@ -39,11 +39,13 @@ Stable API (the Marathon engine builds on it)
     ``Plan.conflicts`` and that service is left out of the plan. With
     ``prune_instances=False`` servers missing from a spec are kept.
 
-``apply(plan, registries, max_workers=8) -> ApplyResult``
+``apply(plan, registries, max_workers=8, on_service_done=None) -> ApplyResult``
     The writes, concurrently across independent objects and in dependency order within a
     service (Consul first on create so ownership is claimed, last on delete; vulcand backend
-    before its servers and frontend; Kong service before route). A failure stops the steps that
-    depend on it; ``ApplyResult`` tells what was done, what failed and what was skipped.
+    before its servers and frontend; Kong service before route), instances first among the
+    steps ready. A failure stops the steps that depend on it; ``ApplyResult`` tells what was
+    done, what failed and what was skipped; ``on_service_done`` hears of each service as soon
+    as its steps are over.
 
 ``converge(registries, owner, desired, ...) -> Outcome``
     read, plan, (apply unless ``test``), verify: what the states and execution functions run.
@@ -68,6 +70,7 @@ What gets registered for a service ``web`` on port 10000 in domain ``service.con
 
 import concurrent.futures
 import contextlib
+import functools
 import heapq
 import logging
 import re
@@ -136,12 +139,21 @@ class Owner:
         return sorted([f"managed-by:{MANAGED_BY}", f"cluster:{self.cluster}",
                        f"source:{self.source}"])
 
+    # The marks as the ownership checks compare them, made once: a resync checks every object.
+    @functools.cached_property
+    def _consul_marks(self):
+        return tuple(self.consul_meta.items())
+
+    @functools.cached_property
+    def _kong_marks(self):
+        return frozenset(self.kong_tags)
+
     def owns_consul_service(self, service):
         meta = service.get("Meta") or {}
-        return all(meta.get(key) == value for key, value in self.consul_meta.items())
+        return all(meta.get(key) == value for key, value in self._consul_marks)
 
     def owns_kong_entity(self, entity):
-        return set(self.kong_tags) <= set(entity.get("tags") or ())
+        return self._kong_marks.issubset(entity.get("tags") or ())
 
 
 def describe_consul_owner(service):
@@ -744,11 +756,12 @@ def _port_holders(desired, snapshot):
 # -- apply ------------------------------------------------------------------------------------
 
 
+# The writes below need no reply: what they wrote is ``body``.
 def _upsert_frontend(registries, ref, body):
     registries.vulcand.upsert("frontends", {
         "Id": ref.key, "Type": body["Type"], "BackendId": body["BackendId"],
         "Route": body["Route"], "Settings": {"Hostname": body["Hostname"]},
-    })
+    }, reply=False)
 
 
 def _upsert_listener(registries, ref, body):
@@ -756,13 +769,13 @@ def _upsert_listener(registries, ref, body):
     registries.vulcand.upsert("listeners", {
         "Id": ref.key, "Protocol": body["Protocol"],
         "Address": {"Network": network, "Address": address},
-    })
+    }, reply=False)
 
 
 def _upsert_kong_route(registries, ref, body):
     route = {key: value for key, value in body.items() if key != "service"}
     registries.kong.upsert(f"services/{body['service']}/routes", ref.key,
-                           {"name": ref.key, **route})
+                           {"name": ref.key, **route}, reply=False)
 
 
 # Kind -> writer(registries, ref, body): the API call that makes the object look like body.
@@ -770,15 +783,15 @@ _UPSERTS = {
     CONSUL_SERVICE: lambda registries, ref, body: registries.consul.register_service(
         {"ID": ref.key, **body}),
     VULCAND_HOST: lambda registries, ref, body: registries.vulcand.upsert(
-        "hosts", {"Name": ref.key, "Settings": {}}),
+        "hosts", {"Name": ref.key, "Settings": {}}, reply=False),
     VULCAND_BACKEND: lambda registries, ref, body: registries.vulcand.upsert(
-        "backends", {"Id": ref.key, **body}),
+        "backends", {"Id": ref.key, **body}, reply=False),
     VULCAND_SERVER: lambda registries, ref, body: registries.vulcand.upsert_server(
-        ref.service, {"Id": ref.key, **body}),
+        ref.service, {"Id": ref.key, **body}, reply=False),
     VULCAND_FRONTEND: _upsert_frontend,
     VULCAND_LISTENER: _upsert_listener,
     KONG_SERVICE: lambda registries, ref, body: registries.kong.upsert(
-        "services", ref.key, {"name": ref.key, **body}),
+        "services", ref.key, {"name": ref.key, **body}, reply=False),
     KONG_ROUTE: _upsert_kong_route,
 }
 
@@ -844,16 +857,26 @@ class ApplyResult:
         return messages
 
 
-def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS, pool=None):
+# Which ready steps go first (lowest first): instances, then all the others.
+_WRITE_RANK = {VULCAND_SERVER: 0}
+
+
+def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS, pool=None, on_service_done=None):
     """Carry out ``plan_``: independent steps concurrently (at most ``max_workers`` at once),
     each step after the ones it depends on; a failure skips its dependents.
 
     ``pool``: an executor with ``max_workers - 1`` threads to spare for the writes (by
     default, threads are started for this call); the caller's thread is always one writer.
 
-    Of the steps ready to go, the earliest in the plan goes first, so that services are
-    finished one after another (each routable as soon as it can be) instead of every service's
-    first step first; it also keeps every registry busy at once rather than one after another.
+    ``on_service_done(service, done)``: called (from a writing thread) as soon as every step
+    of a service has been written, failed or been skipped, with the ones written, so that
+    what one service's changes mean is known without waiting for the others'.
+
+    Of the steps ready to go, instances (vulcand servers) go first: a task is what traffic
+    waits for, and a burst of new services must not hold up a task of a service that is
+    ready. Then the earliest in the plan, so that services are finished one after another
+    (each routable as soon as it can be) instead of every service's first step first; it also
+    keeps every registry busy at once rather than one after another.
     """
     steps = plan_.steps
     waits = dependencies(steps)
@@ -862,8 +885,13 @@ def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS, pool=None):
         for dependency in needed:
             dependents[dependency].append(index)
     unmet = {index: len(needed) for index, needed in waits.items()}
-    ready = [index for index, count in unmet.items() if count == 0]
+    order = {index: (_WRITE_RANK.get(step.ref.kind, 1), index) for index, step in enumerate(steps)}
+    ready = [order[index] for index, count in unmet.items() if count == 0]
     heapq.heapify(ready)
+    by_service = {}
+    for index, step in enumerate(steps):
+        by_service.setdefault(step.ref.service, []).append(index)
+    open_steps = {service: len(indexes) for service, indexes in by_service.items()}
     done, result = set(), ApplyResult()
     state = threading.Condition()
     writing = [0]  # steps being written now
@@ -872,30 +900,36 @@ def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS, pool=None):
     def skip(index, cause):
         # A step whose dependency failed is not attempted, nor is anything waiting for it.
         result.skipped.append((steps[index], steps[cause]))
+        open_steps[steps[index].ref.service] -= 1
         for dependent in dependents[index]:
             if unmet[dependent] is not None:
                 unmet[dependent] = None
                 skip(dependent, cause)
 
     def finish(index, error):
-        """Record a written (or failed) step and release what waited for it; under ``state``."""
+        """Record a written (or failed) step and release what waited for it; under ``state``.
+        Returns (steps released, the service's written steps when it has no more to go)."""
+        service = steps[index].ref.service
+        open_steps[service] -= 1
+        released = 0
         if error is not None:
             result.failed.append((steps[index], error))
             for dependent in dependents[index]:
                 if unmet[dependent] is not None:
                     unmet[dependent] = None
                     skip(dependent, index)
-            return 0
-        done.add(index)
-        released = 0
-        for dependent in dependents[index]:
-            if unmet[dependent] is None:
-                continue
-            unmet[dependent] -= 1
-            if unmet[dependent] == 0:
-                heapq.heappush(ready, dependent)
-                released += 1
-        return released
+        else:
+            done.add(index)
+            for dependent in dependents[index]:
+                if unmet[dependent] is None:
+                    continue
+                unmet[dependent] -= 1
+                if unmet[dependent] == 0:
+                    heapq.heappush(ready, order[dependent])
+                    released += 1
+        if open_steps[service]:
+            return released, None
+        return released, [steps[other] for other in by_service[service] if other in done]
 
     def work():
         # Each worker takes the next ready step itself: handing every step to a pool and its
@@ -907,7 +941,7 @@ def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS, pool=None):
                 if not ready or crashed:
                     state.notify_all()  # nothing left to start: the others stop too
                     return
-                index = heapq.heappop(ready)
+                _, index = heapq.heappop(ready)
                 writing[0] += 1
             error = None
             try:
@@ -922,11 +956,13 @@ def apply(plan_, registries, max_workers=DEFAULT_MAX_WORKERS, pool=None):
                 return
             with state:
                 writing[0] -= 1
-                released = finish(index, error)
+                released, service_done = finish(index, error)
                 if released > 1:
                     state.notify(released - 1)  # this worker takes one itself
                 elif not writing[0] and not ready:
                     state.notify_all()
+            if service_done is not None and on_service_done is not None:
+                on_service_done(steps[index].ref.service, service_done)
 
     helpers = min(max_workers, len(steps)) - 1  # a one-step plan needs no thread
     with _executor(pool, max(1, helpers)) as executor:

@@ -38,10 +38,10 @@ class FakeMarathon:
         self.calls = []
         self.failure = None
 
-    def list_apps(self, label=None):
-        self.calls.append(("list_apps", label))
+    def iter_apps(self, label=None):
+        self.calls.append(("iter_apps", label))
         self._maybe_fail()
-        return list(self.apps.values())
+        return iter(list(self.apps.values()))
 
     def get_app(self, app_id):
         self.calls.append(("get_app", app_id))
@@ -68,8 +68,10 @@ class Recorder:
         self.snapshot_names.append(names)
         return self.snapshot
 
-    def apply(self, plan, registries, max_workers, pool=None):
+    def apply(self, plan, registries, max_workers, pool=None, on_service_done=None):
         self.plans.append(plan)
+        for service in plan.services():
+            on_service_done(service, [step for step in plan.steps if step.ref.service == service])
         return registrationutil.ApplyResult(done=list(plan.steps))
 
     def steps(self):
@@ -118,7 +120,7 @@ def test_resync_registers_every_labelled_app_and_merges_apps_sharing_a_service(r
     listener = next(step for plan in recorder.plans for step in plan.steps
                     if str(step.ref) == "vulcand listener web")
     assert listener.new["Address"] == "tcp://0.0.0.0:10001"
-    assert marathon.calls == [("list_apps", "registry.service")]
+    assert marathon.calls == [("iter_apps", "registry.service")]
     assert recorder.snapshot_names == [None]
     tags = {tag for tag, _ in events}
     assert tags >= {"marathon/registrar/change/web", "marathon/registrar/resync"}
@@ -212,7 +214,7 @@ def test_a_burst_of_changed_apps_is_one_listing(recorder):
     engine, _ = registrar(marathon, burst_apps=3)
 
     assert engine.converge_apps({f"/app{n}" for n in range(5)})
-    assert marathon.calls == [("list_apps", "registry.service")]
+    assert marathon.calls == [("iter_apps", "registry.service")]
     assert recorder.snapshot_names == [{f"app{n}" for n in range(5)}]
 
 
@@ -261,11 +263,40 @@ def test_between_resyncs_owned_services_converge_from_the_known_snapshot(recorde
     assert recorder.snapshot_names == [None, {"api"}]
 
 
+def test_an_event_for_an_app_that_did_not_change_plans_nothing(recorder):
+    marathon = FakeMarathon([app("/web", "web", tasks=[1]), app("/api", "api", port=10001)])
+    engine, _ = registrar(marathon)
+    engine.resync()
+    plans = len(recorder.plans)
+    assert engine.converge_apps({"/web", "/api"})  # e.g. a health event with nothing new
+    assert set(marathon.calls[-2:]) == {("get_app", "/api"), ("get_app", "/web")}
+    assert len(recorder.plans) == plans
+    marathon.apps["/web"] = app("/web", "web", tasks=[1, 2])
+    assert engine.converge_apps({"/web", "/api"})
+    assert {step.ref.service for step in recorder.plans[-1].steps} == {"web"}
+
+
+def test_after_a_failed_registry_read_unchanged_apps_are_converged_again(recorder, monkeypatch):
+    marathon = FakeMarathon([app("/web", "web", tasks=[1])])
+    engine, _ = registrar(marathon)
+    engine.resync()
+    marathon.apps["/new"] = app("/new", "new", port=10001)
+
+    def unreachable(*args, **kwargs):
+        raise httpclientutil.UnreachableError("consul", "GET", "http://c/v1/agent/services")
+
+    monkeypatch.setattr(registrationutil, "read_snapshot", unreachable)
+    assert engine.converge_apps({"/new"}) is False
+    monkeypatch.setattr(registrationutil, "read_snapshot", recorder.read_snapshot)
+    assert engine.converge_apps({"/new", "/web"})
+    assert recorder.snapshot_names[-1] == {"new", "web"}
+
+
 def test_a_failed_write_makes_the_engine_read_the_registries_again(recorder, monkeypatch):
     marathon = FakeMarathon([app("/web", "web", tasks=[1])])
     engine, _ = registrar(marathon)
     engine.resync()
-    monkeypatch.setattr(registrationutil, "apply", lambda plan, registries, max_workers, pool=None:
+    monkeypatch.setattr(registrationutil, "apply", lambda plan, registries, max_workers, **options:
                         registrationutil.ApplyResult(failed=[(plan.steps[0], "HTTP 503")]))
     marathon.apps["/web"] = app("/web", "web", tasks=[1, 2])
     assert engine.converge_apps({"/web"}) is False
@@ -288,8 +319,9 @@ def test_marathon_failures_are_reported_and_ask_for_a_retry(recorder):
 
 
 def test_registry_write_failures_are_reported(recorder, monkeypatch):
-    def failing_apply(plan, registries, max_workers, pool=None):
+    def failing_apply(plan, registries, max_workers, on_service_done=None, **options):
         first, rest = plan.steps[0], plan.steps[1:]
+        on_service_done(first.ref.service, [])  # nothing written
         return registrationutil.ApplyResult(
             failed=[(first, "consul: PUT ... HTTP 500")], skipped=[(step, first) for step in rest]
         )
@@ -300,6 +332,7 @@ def test_registry_write_failures_are_reported(recorder, monkeypatch):
     assert engine.resync() is False
     errors = [data["error"] for tag, data in events if tag == "marathon/registrar/error"]
     assert any("HTTP 500" in error for error in errors)
+    assert not [tag for tag, _ in events if tag.startswith("marathon/registrar/change/")]
 
 
 # -- start(): configuration -------------------------------------------------------------------

@@ -2,6 +2,8 @@
 error messages, proxies and counters."""
 
 import json
+import socket
+import threading
 
 import httpclientutil
 import pytest
@@ -125,3 +127,50 @@ def test_request_counter_counts_per_system():
     for system, method in [("kong", "GET"), ("kong", "PUT"), ("consul", "GET")]:
         counter.add(system, method)
     assert counter.by_system() == {"kong": 2, "consul": 1}
+
+
+class RawServer:
+    """Answers each connection's requests with canned bytes, one answer per request, and
+    records how many connections it accepted."""
+
+    def __init__(self, answers):
+        self.answers, self.connections = list(answers), 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while self.answers:
+            connection, _ = self.listener.accept()
+            self.connections += 1
+            with connection, connection.makefile("rb") as requests:
+                while self.answers:
+                    while requests.readline() not in (b"\r\n", b""):
+                        pass  # the request line and headers; these requests have no body
+                    answer = self.answers.pop(0)
+                    connection.sendall(answer)
+                    if b"Connection: close" in answer or b"Content-Length" not in answer \
+                            and b"chunked" not in answer:
+                        break
+
+
+@pytest.mark.parametrize("answer, reused", [
+    (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"7\r\n{\"n\": 1\r\n1;ext=1\r\n}\r\n0\r\nTrailer: x\r\n\r\n", True),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\n{\"n\": 1}", False),
+    (b"HTTP/1.0 200 OK\r\n\r\n{\"n\": 1}", False),
+    (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n{\"n\": 1}", True),
+], ids=["chunked", "connection close", "until closed", "interim reply"])
+def test_replies_are_read_however_they_are_framed(answer, reused):
+    second = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n{\"n\": 2}"
+    server = RawServer([answer, second])
+    client = HTTPClient("kong", server.url, attempts=1)
+    assert client.get("/a") == {"n": 1}
+    assert client.get("/b") == {"n": 2}
+    assert server.connections == (1 if reused else 2)
+
+
+def test_a_reply_cut_short_is_an_error_not_a_shorter_body():
+    server = RawServer([b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\nConnection: close\r\n\r\n{}"])
+    with pytest.raises(UnreachableError, match="IncompleteRead|bytes read"):
+        HTTPClient("kong", server.url, attempts=1).get("/a")

@@ -224,7 +224,7 @@ class FakeAPI:
         self.lock = threading.Lock()
 
     def __getattr__(self, method):
-        def call(*args):
+        def call(*args, **options):  # options (reply=False) change no outcome here
             with self.lock:
                 self.calls.append((method, *args))
             if any(rule == (method, *args[:1]) for rule in self.fail):
@@ -357,6 +357,33 @@ def test_apply_stops_a_failed_chain_and_carries_on_with_other_services():
     ]
     assert "create vulcand server web/web1 not attempted: create vulcand backend web failed" \
         in result.errors()
+
+
+def test_apply_writes_the_instances_of_a_ready_service_before_a_new_services_scaffolding():
+    registries = fake_registries()
+    calls = registries.consul.calls = registries.vulcand.calls = registries.kong.calls = []
+    # "api" comes first in the plan and is new; "web" is registered and gains an instance.
+    planned = reg.plan({"api": reg.ServiceSpec("api", 10001), "web": WEB2}, registered(WEB),
+                       OWNER)
+    result = reg.apply(planned, registries, max_workers=1)
+    assert result.ok and len(calls) == len(planned.steps) == 8
+    assert calls[0][:2] == ("upsert_server", "web")
+    assert calls[1][0] == "register_service"
+
+
+def test_apply_says_when_each_service_is_over_with_what_was_written():
+    registries = fake_registries(fail={("upsert", "backends")})
+    planned = reg.plan({"web": WEB, "api": reg.ServiceSpec("api", 10001)},
+                       registered(), OWNER)
+    finished = []
+    result = reg.apply(planned, registries, max_workers=2,
+                       on_service_done=lambda service, done: finished.append(
+                           (service, sorted(map(str, done)))))
+    assert not result.ok
+    assert sorted(finished) == [
+        ("api", ["create consul service api", "create vulcand listener api"]),
+        ("web", ["create consul service web", "create vulcand listener web"]),
+    ]
 
 
 def test_apply_deletes_consul_last():
