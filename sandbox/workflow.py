@@ -379,6 +379,11 @@ class Workflow:
                     f"{host} answered from {sorted(seen)}, expected the tasks {sorted(expected)}"
                 )
 
+    def register_by_engine(self):
+        """A labelled app, which the Marathon engine registers with no Salt command."""
+        self.deploy(HELLO)
+        self.check_gateway(HELLO, "registered by the Marathon engine")
+
     def record_routing(self):
         """Keep the routing table for the summary (the registries go away with the sandbox)."""
         urls = self.stack.urls
@@ -404,8 +409,7 @@ class Workflow:
         self.scale(WEB, SCALE_STEPS[1])
         self.register_web()
         self.check_gateway(WEB, f"scaled to {SCALE_STEPS[1]}")
-        self.deploy(HELLO)
-        self.check_gateway(HELLO, "registered by the Marathon engine")
+        self.register_by_engine()
         self.record_routing()
         if not keep:
             self.tear_down()
