@@ -8,8 +8,10 @@ salt-master as salt-cloud does. The salt-master host (the private ``master`` hos
 ``pillar/`` where the profile's ``file_map`` puts them, plus the lab's pillar file.
 """
 
+import dataclasses
 import json
 import pathlib
+import posixpath
 import shutil
 import time
 
@@ -57,6 +59,37 @@ def _map_entries(map_name):
     return entries
 
 
+@dataclasses.dataclass
+class Infrastructure:
+    """A started lab without hosts: the image they boot, the apt relay's proxies for them,
+    the mirror's directory, and how long building (or finding) the image took."""
+    image: pathlib.Path
+    apt_proxies: dict
+    mirror: pathlib.Path
+    image_seconds: float
+
+
+def start_infrastructure(names):
+    """Remove any earlier lab of this name, then start its network, resolver (answering
+    ``names``: {host name: address}), apt relay and mirror."""
+    started = time.monotonic()
+    system.remove_all()
+    root_image = image.image()
+    image_seconds = time.monotonic() - started
+    system.STATE.mkdir(parents=True)
+    network.create()
+    network.start_resolver(names)
+    proxies = network.start_apt_relay(image.mirror_endpoints(image.debian_mirrors()))
+    mirror_root = mirror.build(root_image)
+    mirror.start(mirror_root)
+    return Infrastructure(root_image, proxies, mirror_root, image_seconds)
+
+
+def file_map_destination(source, target):
+    """Where salt-cloud's ``file_map`` puts ``source``: into ``target`` when it ends with ``/``."""
+    return posixpath.join(target, pathlib.PurePath(source).name) if target.endswith("/") else target
+
+
 class Cluster:
     """The hosts of one map (not started: see :meth:`up`)."""
 
@@ -98,26 +131,18 @@ class Cluster:
         Salt running and every key accepted. Returns the timings in seconds."""
         timings = {}
         started = time.monotonic()
-        system.remove_all()
-        root_image = image.image()
-        timings["image"] = time.monotonic() - started
-        started = time.monotonic()
-        system.STATE.mkdir(parents=True)
-        network.create()
-        network.start_resolver({name: host.address for name, host in self.hosts.items()})
-        proxies = network.start_apt_relay(image.mirror_endpoints(image.debian_mirrors()))
-        mirror_root = mirror.build(root_image)
-        mirror.start(mirror_root)
+        lab = start_infrastructure({name: host.address for name, host in self.hosts.items()})
+        timings["image"] = lab.image_seconds
         for host in self.hosts.values():
-            host.mount(root_image)
-            host.configure(proxies)
-        self._lay_out_salt(mirror_root)
+            host.mount(lab.image)
+            host.configure(lab.apt_proxies)
+        self._lay_out_salt(lab.mirror)
         for host in self.hosts.values():
             host.boot()
         for host in self.hosts.values():
             host.wait_running()
             progress(f"{host.name} up at {host.address}")
-        timings["boot"] = time.monotonic() - started
+        timings["boot"] = time.monotonic() - started - lab.image_seconds
         started = time.monotonic()
         self.wait_minions()
         timings["salt"] = time.monotonic() - started
@@ -141,7 +166,7 @@ class Cluster:
                 self.profiles[name].get("grains", {}), default_flow_style=False))
             host.enable("salt-minion.service")
         for source, target in self.master_profile["file_map"].items():
-            shutil.copytree(REPO_ROOT / source, master.root / target.lstrip("/"),
+            shutil.copytree(REPO_ROOT / source, master.root / file_map_destination(source, target).lstrip("/"),
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "local.sls"))
         self.write_pillar(pillar.lab_pillar(mirror_root))
         master.write("/etc/salt/master.d/cloud.conf", salt.utils.yaml.safe_dump(

@@ -6,7 +6,9 @@ without: a host is entered with ``nsenter`` into its systemd's namespaces, found
 its cgroup, so any process (a test, ``./run hosts shell``) can reach a running host.
 """
 
+import os
 import pathlib
+import stat
 import subprocess
 import time
 import uuid
@@ -34,9 +36,16 @@ class Host:
         return f"Host({self.name}, {self.address})"
 
     # --- creation -------------------------------------------------------------------------
-    def mount(self, image):
+    def mount(self, image, hidden=()):
+        """The host's root: an overlay of ``image`` without the paths ``hidden``."""
         for part in ("upper", "work", "root", "docker"):
             (self.directory / part).mkdir(parents=True, exist_ok=True)
+        for path in hidden:
+            # An overlay whiteout, made in the upper layer before mounting: the path is gone
+            # at once, however many files the image has under it.
+            whiteout = self.directory / "upper" / path.lstrip("/")
+            whiteout.parent.mkdir(parents=True, exist_ok=True)
+            os.mknod(whiteout, stat.S_IFCHR | 0o000, os.makedev(0, 0))
         # volatile: nothing is synced, so unmounting is instant (the upper dir is disposable).
         subprocess.run(
             ["mount", "-t", "overlay", "overlay", "-o",
@@ -45,11 +54,26 @@ class Host:
             check=True,
         )
 
-    def write(self, path, text, mode=0o644):
+    def write(self, path, text, mode=0o644, owner=None):
+        """Write a file of the (not yet booted) host; ``owner``: a user of the host's image."""
         target = self.root / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
         target.chmod(mode)
+        if owner is not None:  # the file and the directories made for it in the user's home
+            uid, gid = self.user_ids(owner)
+            home = self.root / "home" / owner
+            for path in [target, *target.parents]:
+                if path == home or home not in path.parents:
+                    break
+                os.chown(path, uid, gid)
+
+    def user_ids(self, user):
+        for line in (self.root / "etc" / "passwd").read_text().splitlines():
+            name, _, uid, gid = line.split(":")[:4]
+            if name == user:
+                return int(uid), int(gid)
+        raise HostError(f"{self.name}: no user {user} in the image")
 
     def enable(self, unit, target="multi-user.target"):
         """``systemctl enable`` before boot: the symlink the unit's [Install] section makes."""
@@ -91,6 +115,12 @@ class Host:
         # machine's), and Docker inside could not create its cgroups.
         system.start(self.group, system.in_netns(argv), self.name,
                      env={"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"})
+
+    def remove(self):
+        """Stop the host and remove it: its processes, mounts and directory."""
+        system.kill_cgroup(self.group)
+        system.unmount_all(under=self.directory)
+        subprocess.run(["rm", "-rf", "--one-file-system", str(self.directory)], check=True)
 
     def restart(self, timeout=BOOT_TIMEOUT):
         """Reboot the host as an operator does, ``systemctl reboot`` on it: its systemd stops

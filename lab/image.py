@@ -20,41 +20,38 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 CACHE = pathlib.Path(os.environ.get("SHOWCASE_LAB_CACHE", "~/.cache/showcase-lab")).expanduser()
 SUITE = "bookworm"
 SALT_VERSION = "3008.4"
-# Salt runs from a virtual environment, as the onedir packages lay it out.
+# Installs Salt from a wheelhouse as the deploy does (salt-cloud's deploy script in the lab):
+# the image gets Salt the same way, for the hosts the lab lays out itself.
+DEPLOY_SCRIPTS = REPO_ROOT / "lab" / "deploy.d"
+SALT_DEPLOY_SCRIPT = DEPLOY_SCRIPTS / "salt-wheelhouse.sh"
+# Where that script puts Salt (as the onedir packages lay it out), and what it adds to a host.
 SALT_PREFIX = "/opt/saltstack/salt"
+SALT_FILES = (SALT_PREFIX, *(f"/usr/bin/{tool}" for tool in (
+    "salt", "salt-call", "salt-key", "salt-master", "salt-minion", "salt-run")),
+    "/etc/systemd/system/salt-master.service", "/etc/systemd/system/salt-minion.service")
 # What every host has before Salt touches it: a booted systemd, Python for Salt, and the tools
-# an operator's checks use (ss, dig, curl, nc).
+# an operator's checks use (ss, dig, curl, nc); as on Debian's AMIs, sshd and sudo for the
+# deploy (nc too: salt-cloud's SSH gateway command on the bastion).
 IMAGE_PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "iproute2", "procps", "python3",
     "python3-venv", "ca-certificates", "curl", "bind9-dnsutils", "netcat-openbsd", "gnupg",
-    "less", "unzip",
+    "less", "unzip", "openssh-server", "sudo",
     # As on Debian's AMIs: the interface's lease comes from dhclient, which rewrites resolv.conf.
     "isc-dhcp-client",
 )
 CUSTOMIZE_HOOKS = (
-    # Each host gets its own identity; addresses come from systemd-networkd; apt's timers
-    # would race the states for the dpkg lock.
-    'rm -f "$1"/etc/machine-id "$1"/etc/hostname',
+    # Each host gets its own identity (its SSH host keys too); addresses come from
+    # systemd-networkd; apt's timers would race the states for the dpkg lock.
+    'rm -f "$1"/etc/machine-id "$1"/etc/hostname "$1"/etc/ssh/ssh_host_*',
     'chroot "$1" systemctl enable -q systemd-networkd',
     'chroot "$1" systemctl mask -q apt-daily.timer apt-daily-upgrade.timer',
-    # Debian's AMIs' login user.
+    # sshd starts on the hosts the deploy logs in to (lab/provider.py): an AMI's host keys and
+    # authorized key come from its first boot, which a host laid out by the lab has not.
+    'chroot "$1" systemctl disable -q ssh.service',
+    # Debian's AMIs' login user, with sudo without a password (as cloud-init sets it up).
     'chroot "$1" useradd --create-home --shell /bin/bash admin',
+    'echo "admin ALL=(ALL) NOPASSWD:ALL" > "$1"/etc/sudoers.d/90-cloud-init-users',
 )
-# Salt's own units, as its packages install them (Type=simple: the wheel has no sd_notify).
-SALT_UNIT = """[Unit]
-Description=The Salt {daemon}
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-KillMode=process
-LimitNOFILE=100000
-ExecStart=/usr/bin/{daemon}
-Restart=on-failure
-
-[Install]
-WantedBy=multi-user.target
-"""
 CHRONY_DROP_IN = """[Unit]
 ConditionCapability=
 
@@ -175,13 +172,9 @@ def _build_wheelhouse(build, requirements, constraints):
             raise RuntimeError(f"{wheel.name} is not pinned in {constraints.name}")
 
 
-def _salt_install_script(wheels):
-    return (
-        f"python3 -m venv {SALT_PREFIX} && "
-        f"{SALT_PREFIX}/bin/pip install -q --no-index --find-links {wheels} salt=={SALT_VERSION} && "
-        f"for tool in salt salt-call salt-key salt-master salt-minion salt-run; do "
-        f"ln -sf {SALT_PREFIX}/bin/$tool /usr/bin/$tool; done"
-    )
+def salt_deploy_arguments(wheels):
+    """The deploy script's options installing this Salt from the wheelhouse at ``wheels``."""
+    return ["-w", wheels, "-V", SALT_VERSION]
 
 
 def image():
@@ -190,8 +183,8 @@ def image():
     mirrors = debian_mirrors()
     wheels = wheelhouse()
     sources = apt_sources(mirrors)
-    key = _digest(IMAGE_PACKAGES, CUSTOMIZE_HOOKS, SALT_UNIT, CHRONY_DROP_IN,
-                  _salt_install_script("W"), [line.split()[2:] for line in sources], wheels.name)
+    key = _digest(IMAGE_PACKAGES, CUSTOMIZE_HOOKS, CHRONY_DROP_IN, SALT_DEPLOY_SCRIPT.read_text(),
+                  salt_deploy_arguments("W"), [line.split()[2:] for line in sources], wheels.name)
     return cached("image", key, f"the Debian {SUITE} host image",
                   lambda build: _build_image(build, sources, wheels))
 
@@ -203,20 +196,24 @@ def _build_image(build, sources, wheels):
         check=True,
     )
     # Salt from the wheelhouse, inside the image's own Python (chroot: the same interpreter the
-    # hosts run).
+    # hosts run), installed by the deploy script without starting anything.
     mount_point = build / "mnt" / "wheels"
     mount_point.mkdir(parents=True, exist_ok=True)
+    script = build / "mnt" / SALT_DEPLOY_SCRIPT.name
+    shutil.copy(SALT_DEPLOY_SCRIPT, script)
     subprocess.run(["mount", "--bind", str(wheels), str(mount_point)], check=True)
     try:
-        subprocess.run(["chroot", str(build), "sh", "-ec", _salt_install_script("/mnt/wheels")],
+        subprocess.run(["chroot", str(build), "sh", "-ec",
+                        f"sh /mnt/{script.name} {' '.join(salt_deploy_arguments('/mnt/wheels'))} -X; "
+                        # Compiled once here, for every host booting the image.
+                        f"{SALT_PREFIX}/bin/python3 -m compileall -q {SALT_PREFIX}/lib"],
                        check=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     finally:
         subprocess.run(["umount", str(mount_point)], check=True)
+        script.unlink()
     (build / "etc" / "apt" / "sources.list").write_text("\n".join(sources) + "\n")
     # A host may not set the machine's clock (no CAP_SYS_TIME, as on any container host):
     # chrony runs but leaves the clock alone (-x).
     chrony = build / "etc" / "systemd" / "system" / "chrony.service.d"
     chrony.mkdir(parents=True)
     (chrony / "lab-clock.conf").write_text(CHRONY_DROP_IN)
-    for daemon in ("salt-master", "salt-minion"):
-        (build / "etc" / "systemd" / "system" / f"{daemon}.service").write_text(SALT_UNIT.format(daemon=daemon))

@@ -4,6 +4,7 @@ versions and file layout, served inside the namespace on the resolver address (p
 - files: Consul's release zip and SHA256SUMS (HashiCorp's layout), Weave's launcher script;
 - signed apt repositories (a lab key): Kong's gateway-39 with ``kong``, AVENTER's with
   ``aventer-mesos``;
+- the Salt wheelhouse (``salt/wheels/``), which the lab's deploy script installs from;
 - more below as the formulas need them.
 
 The stand-ins' payloads are in lab/standins/ (simulators/ inside). Built once per content
@@ -12,6 +13,7 @@ hash into the cache; served by ``python -m lab.mirror DIR ADDRESS PORT``.
 
 import functools
 import hashlib
+import os
 import http.server
 import pathlib
 import shutil
@@ -29,6 +31,7 @@ REGISTRY = network.RESOLVER
 CONSUL_VERSION = "1.21.5"
 WEAVE_VERSION = "2.8.1"
 SOURCES = ("lab/__init__.py", "lab/standins", "simulators")
+WHEELS = "salt/wheels"
 ZIPAPP_REQUIREMENTS = {"requests", "urllib3", "idna", "certifi", "charset-normalizer"}
 
 
@@ -90,6 +93,10 @@ def repo_pillar(root, repo):
     return {"url": f"{URL}/{path}", "suite": SUITE, "components": ["main"],
             "key_url": f"{URL}/{path}/{key_file}",
             "key_fingerprint": (root / "lab-key.fingerprint").read_text()}
+
+
+def wheels_url():
+    return f"{URL}/{WHEELS}/"
 
 
 def image_name(name):
@@ -294,6 +301,8 @@ def build(host_image):
 
 
 def _build(root, host_image):
+    # Hard links: the wheelhouse is in the same cache (the host image's key includes its name).
+    shutil.copytree(image.wheelhouse(), root / WHEELS, copy_function=os.link)
     build_consul(root)
     build_weave(root)
     with tempfile.TemporaryDirectory() as staging:

@@ -7,6 +7,11 @@ namespace, a TCP listener on the resolver address forwarding to that socket. Hos
 their apt HTTP proxy for the mirror's host (the mirror answers only to its own Host header).
 """
 
+import concurrent.futures
+import ctypes
+import ipaddress
+import os
+import signal
 import subprocess
 import time
 
@@ -20,6 +25,7 @@ RESOLVER = "10.0.0.2"
 LINK_LOCAL_RESOLVER = "169.254.169.253"
 RELAY_FIRST_PORT = 3142
 DOMAIN = "eu-west-1.compute.internal"
+RESOLVER_PID_FILE = system.STATE / "dnsmasq.pid"
 
 
 def router(subnet):
@@ -43,35 +49,87 @@ def create():
     _ns("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
 
 
-def start_resolver(hosts):
-    """The VPC's resolver: the hosts' names (short and EC2-style) and nothing else, answered
-    at once (no upstream: an unanswered lookup would stall every tool for seconds)."""
+def _resolver_hosts(hosts):
     hosts_file = system.STATE / "resolver-hosts"
     hosts_file.write_text("".join(
         f"{address} {name} ip-{address.replace('.', '-')}.{DOMAIN}\n" for name, address in hosts.items()
     ))
+    return hosts_file
+
+
+def start_resolver(hosts):
+    """The VPC's resolver: the hosts' names (short and EC2-style) and nothing else, answered
+    at once (no upstream: an unanswered lookup would stall every tool for seconds)."""
     system.start("infra", system.in_netns([
         "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
-        f"--listen-address={RESOLVER},{LINK_LOCAL_RESOLVER}", f"--addn-hosts={hosts_file}", "--user=root",
-        f"--pid-file={system.STATE / 'dnsmasq.pid'}", "--log-facility=-",
+        f"--listen-address={RESOLVER},{LINK_LOCAL_RESOLVER}", f"--addn-hosts={_resolver_hosts(hosts)}",
+        "--user=root", f"--pid-file={RESOLVER_PID_FILE}", "--log-facility=-",
     ]), "resolver")
+    _wait_for(RESOLVER_PID_FILE.exists, "the resolver's pid file")
+
+
+def update_resolver(hosts):
+    """The resolver answers ``hosts`` from now on (hosts come and go with their instances)."""
+    _resolver_hosts(hosts)
+    os.kill(int(RESOLVER_PID_FILE.read_text()), signal.SIGHUP)  # dnsmasq rereads its hosts files
+
+
+def _relay(name, target, listen):
+    """Connections to ``listen`` (address, port) in the namespace reach ``target`` (host,
+    port) of the machine, through a UNIX socket."""
+    socket_path = system.STATE / f"{name}.sock"
+    system.start("infra", ["socat", f"UNIX-LISTEN:{socket_path},fork,mode=600",
+                           "TCP:{}:{}".format(*target)], f"{name}-machine")
+    _wait_for(socket_path.exists, f"the relay socket {socket_path}")
+    system.start("infra", system.in_netns([
+        "socat", "TCP-LISTEN:{1},bind={0},fork,reuseaddr".format(*listen), f"UNIX-CONNECT:{socket_path}",
+    ]), f"{name}-namespace")
 
 
 def start_apt_relay(endpoints):
     """One relay per mirror endpoint; returns {mirror host: proxy URL} for the hosts' apt."""
     proxies = {}
     for index, (host, port) in enumerate(endpoints):
-        socket_path = system.STATE / f"apt-relay-{index}.sock"
         listen_port = RELAY_FIRST_PORT + index
-        system.start("infra", ["socat", f"UNIX-LISTEN:{socket_path},fork,mode=600",
-                               f"TCP:{host}:{port}"], f"apt-relay-{index}-machine")
-        _wait_for(socket_path.exists, f"the apt relay socket {socket_path}")
-        system.start("infra", system.in_netns([
-            "socat", f"TCP-LISTEN:{listen_port},bind={RESOLVER},fork,reuseaddr",
-            f"UNIX-CONNECT:{socket_path}",
-        ]), f"apt-relay-{index}-namespace")
+        _relay(f"apt-relay-{index}", (host, port), (RESOLVER, listen_port))
         proxies[host] = f"http://{RESOLVER}:{listen_port}/"
     return proxies
+
+
+def relay_loopback_port(port):
+    """The machine's 127.0.0.1:``port`` (a service of the machine's loopback, such as
+    moto_server) at the same address and port inside the namespace."""
+    _relay(f"loopback-{port}", ("127.0.0.1", port), ("127.0.0.1", port))
+    _wait_for(lambda: _listening_in_netns(port), f"the relay of 127.0.0.1:{port} in the namespace")
+
+
+def _listening_in_netns(port):
+    listening = subprocess.run(system.in_netns(["ss", "-Hltn", f"sport = :{port}"]),
+                               capture_output=True, text=True, env={"PATH": system.TOOL_PATH})
+    return bool(listening.stdout.strip())
+
+
+# moto_server's elastic IPs are in 127.0.0.0/8: loopback addresses everywhere else, so the
+# route to one is in the local table (ahead of 127.0.0.0/8 on lo) and route_localnet lets such
+# packets cross the bridge. The host behind it takes them as its own (its lo's 127.0.0.0/8),
+# with route_localnet on its side too (HOST_LOCALNET_SYSCTLS).
+HOST_LOCALNET_SYSCTLS = ("net.ipv4.conf.all.route_localnet=1", "net.ipv4.conf.host0.route_localnet=1")
+
+
+def route_public_address(public, private):
+    """A public address (an elastic IP) reaches the host of ``private``, as AWS's internet
+    gateway forwards it to the instance's private address."""
+    table = ["table", "local"] if ipaddress.ip_address(public).is_loopback else []
+    if table:
+        _ns("sysctl", "-q", "-w", "net.ipv4.conf.all.route_localnet=1",
+            f"net.ipv4.conf.{BRIDGE}.route_localnet=1")
+    _ns("ip", "route", "replace", f"{public}/32", "via", private, "dev", BRIDGE, *table)
+
+
+def unroute_public_address(public):
+    table = ["table", "local"] if ipaddress.ip_address(public).is_loopback else []
+    subprocess.run(system.in_netns(["ip", "route", "del", f"{public}/32", *table]),
+                   capture_output=True, env={"PATH": system.TOOL_PATH})
 
 
 def _wait_for(predicate, what, timeout=10):
@@ -80,6 +138,23 @@ def _wait_for(predicate, what, timeout=10):
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def _enter_namespace():
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open(system.NETNS_PATH, "rb") as namespace:
+        if libc.setns(namespace.fileno(), _CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {system.NETNS_PATH}")
+
+
+def namespace_executor():
+    """An executor whose one thread lives in the lab's namespace (setns moves only the calling
+    thread): what it runs reaches the hosts' addresses, as the operator's machine reaches AWS."""
+    return concurrent.futures.ThreadPoolExecutor(max_workers=1, initializer=_enter_namespace,
+                                                 thread_name_prefix="lab namespace")
 
 
 def resolv_conf():

@@ -96,9 +96,9 @@ def _remove_cgroup(directory, deadline):
         time.sleep(0.05)
 
 
-def lab_mounts():
-    """Mount points under the state directory, deepest first."""
-    prefix = str(STATE) + "/"
+def lab_mounts(under=STATE):
+    """Mount points under the state directory (or a directory in it), deepest first."""
+    prefix = str(under) + "/"
     points = []
     with open("/proc/self/mountinfo", encoding="utf-8") as handle:
         for line in handle:
@@ -108,8 +108,8 @@ def lab_mounts():
     return sorted(set(points), key=len, reverse=True)
 
 
-def unmount_all():
-    for point in lab_mounts():
+def unmount_all(under=STATE):
+    for point in lab_mounts(under):
         if subprocess.run(["umount", point], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", point], check=True)
 

@@ -26,20 +26,17 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def _print_keep_help(runner, stack):
-    salt = stack.salt
-    exports = {**stack.env, "MARATHON": stack.urls.get("marathon", {}).get("url", "")}
-    runner.print("\nThe sandbox keeps running. In another shell, from the repository root:")
-    for name, value in exports.items():
-        runner.print(f"  export {name}={value}")
-    runner.print(f"  . .venv/bin/activate; C='-c {salt.config_dir}'")
-    runner.print("  salt $C kong test.ping")
-    runner.print("  salt $C kong pillar.get platform unmask=True")
-    runner.print("  salt-run $C state.event pretty=True      # follow the Marathon engine")
-    runner.print("  salt-cloud $C -Q")
-    proxy = stack.urls.get("kong", {}).get("proxy_url", "<kong proxy>")
-    runner.print(f"  curl -H 'Host: web.service.consul' {proxy}/")
-    runner.print(f"Logs: {stack.supervisor.log_dir}\nPress Ctrl-C to stop it.")
+def _workflow(options, runner):
+    """The real-host workflow where real hosts can run, else (saying why) the loopback one."""
+    if options.loopback:
+        return Workflow
+    from sandbox import realhosts  # names the lab (SHOWCASE_LAB_NAME) before lab/ reads it
+
+    reason = realhosts.unavailable()
+    if reason:
+        runner.print(f"Real hosts cannot run here ({reason}): the loopback workflow instead")
+        return Workflow
+    return realhosts.RealHostsWorkflow
 
 
 def main(argv=None):
@@ -48,6 +45,12 @@ def main(argv=None):
         "--keep",
         action="store_true",
         help="skip the teardown and keep the sandbox running until Ctrl-C, to try commands on it",
+    )
+    parser.add_argument(
+        "--loopback",
+        action="store_true",
+        help="the registries as simulators on 127.0.0.1 and salt-cloud with --no-deploy, even "
+        "where real hosts can run",
     )
     options = parser.parse_args(argv)
     for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -63,30 +66,34 @@ def main(argv=None):
     try:
         with Supervisor(workdir / "logs") as supervisor:
             stack = Stack(supervisor, REPO_ROOT, workdir)
-            workflow = Workflow(stack, runner)
+            workflow = _workflow(options, runner)(stack, runner)
             try:
                 workflow.run(keep=options.keep)
                 if options.keep:
-                    runner.print(summary.render(workflow.created, workflow.routing, runner.results))
+                    runner.print(summary.render(workflow.created, workflow.routing, runner.results,
+                                                workflow.host_report))
                     summary_shown = True
-                    _print_keep_help(runner, stack)
+                    runner.print("\n".join(workflow.keep_help()))
                     while True:
                         time.sleep(3600)
             except (StepFailed, ChildFailed) as failure:
                 runner.print(f"\nStopped: {failure}")
                 status = EXIT_FAILED
             with runner.step("Stop the sandbox (every process it started)"):
+                workflow.close()
                 supervisor.stop_all()
     except KeyboardInterrupt:
         runner.print("\nInterrupted: stopping every process of the sandbox")
         status = EXIT_INTERRUPTED
+        if workflow is not None:
+            workflow.close()
     finally:
         if options.keep:
             runner.print(f"Kept {workdir} (configuration and logs); remove it with: rm -r {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     if workflow is not None and not summary_shown:
-        runner.print(summary.render(workflow.created, workflow.routing, runner.results))
+        runner.print(summary.render(workflow.created, workflow.routing, runner.results, workflow.host_report))
     if status == 0 and runner.unavailable:
         runner.print("\nIncomplete: parts of the platform are not available yet in this checkout:")
         for result in runner.unavailable:

@@ -54,7 +54,8 @@ def _name(item, id_key):
     return f"{item[id_key]} ({tags['Name']})" if "Name" in tags else item[id_key]
 
 
-def _client(env):
+def client(env):
+    """An EC2 client of the account (moto_server's endpoint, its test credentials)."""
     session = boto3.session.Session(
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
@@ -69,7 +70,7 @@ def inventory(env):
     Instances are described as ``{"name", "id", "private_ip", "public_ip", "subnet"}``, the
     other resources as ``"<id> (<Name tag>)"``.
     """
-    ec2 = _client(env)
+    ec2 = client(env)
     default_vpcs = {vpc["VpcId"] for vpc in ec2.describe_vpcs()["Vpcs"] if vpc.get("IsDefault")}
     found = {}
     for kind, (call, key, id_key, counts) in _kinds(default_vpcs).items():

@@ -25,23 +25,28 @@ def _checked(response):
 class Marathon:
     """Deployments the way the seed's README does them (``curl -X POST .../v2/apps``)."""
 
-    def __init__(self, url):
+    def __init__(self, url, host=None, auth=None):
+        """``host``, ``auth``: Marathon behind the gateway (its ``Host`` and basic-auth)."""
         self.url = url.rstrip("/")
+        self.session = requests.Session()
+        self.session.auth = auth
+        if host:
+            self.session.headers["Host"] = host
 
     def put_app(self, spec):
-        return _checked(requests.post(f"{self.url}/v2/apps", json=spec, timeout=TIMEOUT))
+        return _checked(self.session.post(f"{self.url}/v2/apps", json=spec, timeout=TIMEOUT))
 
     def scale(self, app_id, instances):
         return _checked(
-            requests.put(f"{self.url}/v2/apps{app_id}", json={"instances": instances}, timeout=TIMEOUT)
+            self.session.put(f"{self.url}/v2/apps{app_id}", json={"instances": instances}, timeout=TIMEOUT)
         )
 
     def app(self, app_id):
-        return _checked(requests.get(f"{self.url}/v2/apps{app_id}", timeout=TIMEOUT))["app"]
+        return _checked(self.session.get(f"{self.url}/v2/apps{app_id}", timeout=TIMEOUT))["app"]
 
     def task_ids(self, app_id):
         """Ids of the app's running tasks (each one a web server answering with its id)."""
-        tasks = _checked(requests.get(f"{self.url}/v2/apps{app_id}/tasks", timeout=TIMEOUT))["tasks"]
+        tasks = _checked(self.session.get(f"{self.url}/v2/apps{app_id}/tasks", timeout=TIMEOUT))["tasks"]
         return {task["id"] for task in tasks if task.get("state", "TASK_RUNNING") == "TASK_RUNNING"}
 
     def wait_running(self, app_id, instances, timeout):

@@ -180,14 +180,14 @@ class Stack:
 
     # -- Salt ----------------------------------------------------------------------------------
 
-    def start_salt(self, engines, pillar):
-        """A salt-master and the ``kong`` minion from the repository's configuration."""
+    def start_salt(self, engines, pillar, minion=True):
+        """A salt-master and (``minion``) the ``kong`` minion from the repository's configuration."""
         for attempt in range(1, START_ATTEMPTS + 1):
             self.salt = SaltConfig(self.repo_root, self.workdir, self.ports.take(), self.ports.take())
             self.salt.write(engines=engines, pillar=pillar)
             started = []
             try:
-                self._start_salt_daemons(started)
+                self._start_salt_daemons(started, minion)
                 return self.salt
             except ChildFailed as failure:
                 for child in reversed(started):
@@ -197,7 +197,7 @@ class Stack:
                     raise
         raise AssertionError("unreachable")
 
-    def _start_salt_daemons(self, started):
+    def _start_salt_daemons(self, started, with_minion):
         config_dir = str(self.salt.config_dir)
         master = self.supervisor.start(
             "salt-master", [tool("salt-master"), "-c", config_dir, "-l", "warning"], env=self.env
@@ -208,6 +208,8 @@ class Stack:
             SALT_START_TIMEOUT,
             "master ports open",
         )
+        if not with_minion:
+            return
         minion = self.supervisor.start(
             "salt-minion", [tool("salt-minion"), "-c", config_dir, "-l", "warning"], env=self.env
         )

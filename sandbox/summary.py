@@ -53,8 +53,20 @@ def _timing_lines(results):
     yield f"    total {sum(result.seconds for result in results):.1f} s"
 
 
-def render(created, table, results):
-    lines = ["", "Summary", *_created_lines(created), *_routing_lines(table), *_timing_lines(results)]
+def _host_lines(hosts):
+    if not hosts:
+        return
+    yield "  Real hosts (role, address; services running, version, real or lab stand-in):"
+    for name, role, address, public, services in hosts:
+        public = f", public {public}" if public else ""
+        yield f"    {name:8s} {role:7s} {address}{public}"
+        for service, state, version, kind in services:
+            yield f"      {service:13s} {state:8s} {version:28s} {kind}"
+
+
+def render(created, table, results, hosts=()):
+    lines = ["", "Summary", *_created_lines(created), *_host_lines(hosts), *_routing_lines(table),
+             *_timing_lines(results)]
     lines += ["", "The same on a real AWS account (from the repository root; costs money):"]
     lines += [f"  {line}" for line in AWS_COMMANDS.splitlines()]
     return "\n".join(lines)

@@ -41,6 +41,8 @@ GATEWAY_USER = "ops"
 class Workflow:
     """Runs the workflow on a started :class:`~sandbox.stack.Stack`, recording what it saw."""
 
+    converge_timeout = CONVERGE_TIMEOUT  # how long deployments and registrations may take
+
     def __init__(self, stack, runner):
         self.stack = stack
         self.runner = runner
@@ -49,6 +51,7 @@ class Workflow:
         self.created = {}  # what the AWS steps created (account inventory)
         self.nodes = {}  # node -> grains, from the map
         self.routing = []  # summary.routing_table() before the teardown
+        self.host_report = []  # summary.host_lines() rows: the real hosts (none here)
         # Throw-away credentials, made once: the formulas require them, the gateway uses them.
         self.admin_password = secrets.token_urlsafe(12)
         self.formula_secrets = {
@@ -69,7 +72,7 @@ class Workflow:
 
     def _salt(self, argv, timeout=600, check_json=False):
         """Run a Salt command; fail the step with its output when it fails."""
-        returncode, output = self.stack.salt_command(argv, timeout=timeout)
+        returncode, output = self.run_salt(argv, timeout)
         if returncode != 0:
             raise StepFailed(f"{argv[0]} exited with status {returncode}", output)
         if check_json:
@@ -78,6 +81,10 @@ class Workflow:
             except ValueError:
                 raise StepFailed(f"{argv[0]} did not print JSON", output) from None
         return output
+
+    def run_salt(self, argv, timeout):
+        """``(returncode, output)`` of a Salt command as the operator types it."""
+        return self.stack.salt_command(argv, timeout=timeout)
 
     def _state_apply(self, argv):
         """``salt kong state.apply ...``: every state must succeed."""
@@ -92,6 +99,18 @@ class Workflow:
                 "\n".join(f"{ret.get('__id__')}: {ret.get('comment')}" for ret in failed),
             )
         return results
+
+    # -- where the platform's APIs are (the simulators here) ----------------------------------
+
+    @property
+    def marathon(self):
+        return self.stack.marathon
+
+    def probe_gateway(self, host, count):
+        return self.stack.probe_gateway(host, count)
+
+    def gateway_status(self, host, path, credentials):
+        return self.stack.gateway_status(host, path, credentials)
 
     # -- infrastructure ------------------------------------------------------------------------
 
@@ -203,6 +222,10 @@ class Workflow:
                 public = f", public {instance['public_ip']}" if instance["public_ip"] else ""
                 self.runner.print(f"    {node:8s} {instance['id']}  {instance['private_ip']}{public}")
 
+    def build_platform(self):
+        """What the hosts get: here (no hosts) the highstate of each node, rendered."""
+        self.render_highstates()
+
     def render_highstates(self):
         with self.runner.step(
             "Render the highstate of every node",
@@ -294,7 +317,7 @@ class Workflow:
         ):
             if not self.runner.succeeded("Register the Mesos and Marathon UIs in the gateway"):
                 raise StepUnavailable("needs the gateway registrations")
-            refused, answered = self.stack.gateway_status(host, "/v2/leader", (GATEWAY_USER, self.admin_password))
+            refused, answered = self.gateway_status(host, "/v2/leader", (GATEWAY_USER, self.admin_password))
             self.runner.print(f"    without credentials: HTTP {refused}; with them: HTTP {answered}")
             if (refused, answered) != (401, 200):
                 raise StepFailed(f"expected 401 without and 200 with credentials, got {refused} and {answered}")
@@ -310,16 +333,16 @@ class Workflow:
         command = f"curl -X POST $MARATHON/v2/apps -H 'Content-Type: application/json' -d @{app['spec']}"
         note = "    # sandbox: registry.port set to a free port" if "registry.port" in labels else ""
         with self.runner.step(f"Deploy {app['spec']} to Marathon", command + note):
-            self.stack.marathon.put_app(spec)
-            self.stack.marathon.wait_running(app["app"], spec["instances"], CONVERGE_TIMEOUT)
+            self.marathon.put_app(spec)
+            self.marathon.wait_running(app["app"], spec["instances"], self.converge_timeout)
 
     def scale(self, app, instances):
         with self.runner.step(
             f"Scale {app['app']} to {instances} instances",
             f"curl -X PUT $MARATHON/v2/apps{app['app']} -d '{{\"instances\": {instances}}}'",
         ):
-            self.stack.marathon.scale(app["app"], instances)
-            self.stack.marathon.wait_running(app["app"], instances, CONVERGE_TIMEOUT)
+            self.marathon.scale(app["app"], instances)
+            self.marathon.wait_running(app["app"], instances, self.converge_timeout)
 
     def register_web(self):
         service = WEB["service"]
@@ -342,10 +365,10 @@ class Workflow:
         ):
             if not simulator_available("kong") or not simulator_available("marathon"):
                 raise StepUnavailable("needs the Kong and Marathon simulators")
-            expected = self.stack.marathon.task_ids(app["app"])
-            deadline = time.monotonic() + CONVERGE_TIMEOUT
+            expected = self.marathon.task_ids(app["app"])
+            deadline = time.monotonic() + self.converge_timeout
             while True:
-                seen = self.stack.probe_gateway(host, PROBE_REQUESTS_PER_INSTANCE * len(expected))
+                seen = self.probe_gateway(host, PROBE_REQUESTS_PER_INSTANCE * len(expected))
                 if seen == expected or time.monotonic() >= deadline:
                     break
                 time.sleep(0.5)
@@ -355,6 +378,11 @@ class Workflow:
                 raise StepFailed(
                     f"{host} answered from {sorted(seen)}, expected the tasks {sorted(expected)}"
                 )
+
+    def register_by_engine(self):
+        """A labelled app, which the Marathon engine registers with no Salt command."""
+        self.deploy(HELLO)
+        self.check_gateway(HELLO, "registered by the Marathon engine")
 
     def record_routing(self):
         """Keep the routing table for the summary (the registries go away with the sandbox)."""
@@ -372,7 +400,7 @@ class Workflow:
         self.start_sandbox()
         self.build_network()
         self.create_instances()
-        self.render_highstates()
+        self.build_platform()
         self.register_gateway()
         self.check_marathon_ui()
         self.deploy(WEB, instances=SCALE_STEPS[0])
@@ -381,11 +409,30 @@ class Workflow:
         self.scale(WEB, SCALE_STEPS[1])
         self.register_web()
         self.check_gateway(WEB, f"scaled to {SCALE_STEPS[1]}")
-        self.deploy(HELLO)
-        self.check_gateway(HELLO, "registered by the Marathon engine")
+        self.register_by_engine()
         self.record_routing()
         if not keep:
             self.tear_down()
+
+    def keep_help(self):
+        """What ``--keep`` prints: how to reach the running sandbox from another shell."""
+        stack = self.stack
+        exports = {**stack.env, "MARATHON": stack.urls.get("marathon", {}).get("url", "")}
+        proxy = stack.urls.get("kong", {}).get("proxy_url", "<kong proxy>")
+        return [
+            "\nThe sandbox keeps running. In another shell, from the repository root:",
+            *(f"  export {name}={value}" for name, value in exports.items()),
+            f"  . .venv/bin/activate; C='-c {stack.salt.config_dir}'",
+            "  salt $C kong test.ping",
+            "  salt $C kong pillar.get platform unmask=True",
+            "  salt-run $C state.event pretty=True      # follow the Marathon engine",
+            "  salt-cloud $C -Q",
+            f"  curl -H 'Host: web.service.consul' {proxy}/",
+            f"Logs: {stack.supervisor.log_dir}\nPress Ctrl-C to stop it.",
+        ]
+
+    def close(self):
+        """Release what the workflow holds beyond the supervisor's processes (nothing here)."""
 
     def tear_down(self):
         self.destroy_instances()

@@ -35,6 +35,7 @@ leaves nothing behind; if even that fails the error names the instance left over
 """
 
 import contextlib
+import copy
 import datetime
 import logging
 import os
@@ -533,7 +534,20 @@ def _gateway_to_launch_first(vm_):
             f"{vm_['name']} is deployed through {gateway_node}, which does not exist yet: "
             "set ssh_gateway_profile to the profile it is created from"
         )
-    return {"name": gateway_node, "profile": profile, "driver": vm_["driver"], "deploy": False}
+    # As salt-cloud's map makes a node's settings: the provider's, then the profile's.
+    profile_data = __opts__["profiles"][profile]
+    alias, driver = profile_data["provider"].split(":")
+    provider = {
+        key: value for key, value in __opts__["providers"][alias][driver].items() if key != "profiles"
+    }
+    return {
+        **copy.deepcopy(provider),
+        **copy.deepcopy(profile_data),
+        "name": gateway_node,
+        "profile": profile,
+        "driver": f"{alias}:{driver}",
+        "deploy": False,
+    }
 
 
 def _adoptable(vm_):

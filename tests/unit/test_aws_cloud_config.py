@@ -116,8 +116,11 @@ def test_profiles_carry_the_role_grains_and_network_placement():
 def test_only_the_salt_master_holds_the_tree_the_master_config_and_the_engine():
     profiles = _profiles()
     salt_master = profiles["salt_master"]
-    assert salt_master["file_map"] == {"salt": "/srv/showcase/salt", "pillar": "/srv/showcase/pillar"}
+    # salt-cloud copies a directory into a target ending with "/" (sftp put -r): salt/ and
+    # pillar/ land where the master configuration reads them.
+    assert salt_master["file_map"] == {"salt": "/srv/showcase/", "pillar": "/srv/showcase/"}
     assert salt_master["master"]["file_roots"] == {"base": ["/srv/showcase/salt"]}
+    assert salt_master["master"]["pillar_roots"] == {"base": ["/srv/showcase/pillar"]}
     assert salt_master["master"]["engines"] == [{"marathon_registrar": {}}]
     for name in ("kong", "master", "slave"):
         assert not {"file_map", "master", "make_master"} & set(profiles[name]), name

@@ -248,10 +248,18 @@ def _salt_master_vm(key_file):
     )
 
 
+@pytest.mark.parametrize("as_the_map_makes_it", [False, True], ids=["profile", "map"])
 def test_the_salt_master_is_deployed_through_a_bastion_launched_ahead_then_adopted(
-    driver, network, ec2, key_file
+    driver, network, ec2, key_file, opts, as_the_map_makes_it
 ):
-    driver.create(_salt_master_vm(key_file))
+    salt_master = _salt_master_vm(key_file)
+    if as_the_map_makes_it:
+        # salt-cloud's map hands the driver the provider's settings merged into the node's,
+        # with the bare driver name.
+        provider = {key: value for key, value in opts["providers"]["showcase"]["aws_ec2"].items()
+                    if key != "profiles"}
+        salt_master = {**provider, **opts["profiles"]["master"], **salt_master, "driver": "aws_ec2"}
+    driver.create(salt_master)
 
     bootstrapped = driver.__utils__["cloud.bootstrap"].call_args.args[0]
     kong = driver.show_instance("kong", call="action")
