@@ -34,7 +34,7 @@ HERE = pathlib.Path(__file__).parent
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if HERE in item.path.parents:
+        if HERE in item.path.parents and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(REAL_HOST_TEST_TIMEOUT))
 
 
