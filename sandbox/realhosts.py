@@ -34,7 +34,7 @@ from lab import cluster, components, image, mirror, network, provider, system  #
 from lab import pillar as lab_pillar  # noqa: E402
 from sandbox import account, clients, saltconfig, summary  # noqa: E402
 from sandbox.stack import tool  # noqa: E402
-from sandbox.steps import StepFailed, StepUnavailable  # noqa: E402
+from sandbox.steps import StepFailed  # noqa: E402
 from sandbox.workflow import DEFAULT_MAP, DOMAIN, GATEWAY_USER, HELLO, SCALE_STEPS, WEB, Workflow  # noqa: E402
 
 CLUSTER = "showcase"  # pillar aws:cluster, the provider's cluster
@@ -127,9 +127,10 @@ class RealHostsWorkflow(Workflow):
             script=DEPLOY_SCRIPT,
             script_args=" ".join(image.salt_deploy_arguments(mirror.wheels_url())),
             display_ssh_output=False,
-            # The engine's Consul token, which an operator adds to the master configuration:
-            # salt-cloud merges the provider's `master` over the profile's.
-            master={"engines": lab_pillar.master_config(cluster.Cluster().master_profile["master"])["engines"]},
+            # The engine's Consul token in the master configuration, where the engine looks
+            # (platform:consul:token). Not as an engine option: salt-cloud updates the
+            # provider's `master` with the profile's last, so `engines` would be the profile's.
+            master={"platform": {"consul": {"token": lab_pillar.SECRETS["consul"]["acl_token"]}}},
         )
         config_dir = self.stack.salt.config_dir
         (config_dir / "cloud.providers").write_text("# the sandbox's providers: cloud.providers.d/\n")
@@ -238,12 +239,6 @@ class RealHostsWorkflow(Workflow):
         for task in self.marathon.app(app["app"])["tasks"]:
             ports = ",".join(map(str, task.get("ports", [])))
             self.runner.print(f"    task {task['id']} on {hosts.get(task['host'], '?')} ({task['host']}:{ports})")
-
-    def register_by_engine(self):
-        with self.runner.step(f"Check {HELLO['service']}.{DOMAIN} through the gateway (registered by the Marathon engine)"):
-            # Measured: hello's tasks run on the slaves, but the engine in the deployed
-            # salt-master has not registered it within 180 s (kong answers 404).
-            raise StepUnavailable("the Marathon engine of the salt-master salt-cloud deploys does not register it yet")
 
     def record_routing(self):
         kong, master = self.provider.hosts[saltconfig.GATEWAY_MINION_ID], self.provider.hosts[self.salt_master]
