@@ -4,12 +4,11 @@
     registrar_token): the masters make sure each exists in Consul carrying exactly its policy of
     consul:acl_policies. Written through the local server with the bootstrap token once ACLs
     answer; the agents use the dns and agent tokens (map.jinja). #}
-{%- from tpldir ~ "/map.jinja" import consul with context %}
-{%- import "platform/topology.jinja" as platform with context %}
+{%- from tpldir ~ "/map.jinja" import consul, topology with context %}
 
 include:
   - {{ tpldir }}.service
-{%- if 'master' in platform.topology.roles %}
+{%- if 'master' in topology.roles %}
 {%-   set connection = {'url': 'http://127.0.0.1:' ~ consul.http_port, 'token': consul.acl_token} %}
 {%-   for name, policy in consul.acl_policies | dictsort if consul.get(policy.token) %}
 

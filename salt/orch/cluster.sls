@@ -3,8 +3,9 @@
 {#- Builds the platform in dependency order:
       salt-run state.orchestrate orch.cluster
     The mine is refreshed first so every node sees the masters' addresses; then masters
-    (Consul servers, ZooKeeper, Mesos, Marathon, etcd, vulcand), agents, the kong node, and
-    finally the gateway registrations (the `gateway` SLS) from the kong node. #}
+    (Consul servers, ZooKeeper, Mesos, Marathon, etcd, vulcand); then, at once, the agents and
+    the kong node (each needs only the masters); finally the gateway registrations (the
+    `gateway` SLS) from the kong node. #}
 
 Cluster mine holds every node's addresses:
   salt.function:
@@ -24,6 +25,7 @@ Cluster agents are built:
     - tgt: 'roles:slave'
     - tgt_type: grain
     - highstate: True
+    - parallel: True
     - require:
       - salt: Cluster masters are built
 
@@ -32,8 +34,9 @@ Cluster gateway node is built:
     - tgt: 'roles:kong'
     - tgt_type: grain
     - highstate: True
+    - parallel: True
     - require:
-      - salt: Cluster agents are built
+      - salt: Cluster masters are built
 
 Cluster gateway registrations are applied:
   salt.state:
@@ -41,4 +44,5 @@ Cluster gateway registrations are applied:
     - tgt_type: grain
     - sls: gateway
     - require:
+      - salt: Cluster agents are built
       - salt: Cluster gateway node is built

@@ -86,6 +86,7 @@ class Node:
 
     def __init__(self, root, node, roles, address, os_name, pillar_dir):
         self.name, self.roles, self.address, self.os_name = node, roles, address, os_name
+        self.pillar_dir = pillar_dir
         self.config_dir = root / "conf"
         self.config_dir.mkdir(parents=True)
         config = {
@@ -112,6 +113,12 @@ class Node:
 
     def highstate(self):
         return json.loads(self.salt_call("state.show_highstate").stdout)["local"]
+
+    def sync_modules(self):
+        """The custom execution modules synced, as a highstate syncs them before its SLS files
+        render (renders before that take the formulas' jinja path alone)."""
+        synced = json.loads(self.salt_call("saltutil.sync_modules").stdout)["local"]
+        assert "modules.platform_checks" in synced, synced
 
 
 def write_pillar(directory, masters, extra=None):

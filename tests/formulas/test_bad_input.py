@@ -91,8 +91,11 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert len(messages) == 2 and "CentOS" in messages[0] and "`consul:encrypt`" in messages[1]
 
 
-def test_a_formula_applied_alone_fails_naming_the_problem(tmp_path):
+@pytest.mark.parametrize("synced", [False, True], ids=["jinja", "platform_checks module"])
+def test_a_formula_applied_alone_fails_naming_the_problem(tmp_path, synced):
     node = node_for(tmp_path, drop=("consul", "encrypt"))
+    if synced:
+        node.sync_modules()
     proc = node.salt_call("state.show_sls", "consul", check=False)
     assert proc.returncode != 0
     first_lines = {error.splitlines()[0] for error in json.loads(proc.stdout)["local"]}

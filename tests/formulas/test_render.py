@@ -49,6 +49,23 @@ def test_every_node_runs_its_roles_formulas(rendered, cluster_nodes):
         assert formulas_of(highstate) == expected, key
 
 
+@pytest.mark.parametrize("role", ["master", "slave", "kong"])
+def test_the_checks_module_renders_the_same_highstate(role, rendered, cluster_nodes, tmp_path):
+    """With the custom modules synced (a highstate's SLS files), map.jinja takes the checks from
+    platform_checks, rendered once a run: the highstate is the one the jinja path renders, and
+    the module returns the topology every formula reads."""
+    key = next(key for key, node in sorted(cluster_nodes.items()) if key[0] == "default" and role in node.roles)
+    node = cluster_nodes[key]
+    synced = Node(tmp_path / "root", node.name, node.roles, node.address, node.os_name, node.pillar_dir)
+    synced.sync_modules()
+    assert synced.highstate() == rendered[key]
+    checks = json.loads(synced.salt_call("platform_checks.checks").stdout)["local"]
+    assert checks["problems"] == []
+    assert checks["topology"]["address"] == node.address and checks["topology"]["roles"] == node.roles
+    assert [master["id"] for master in checks["topology"]["masters"]] == sorted(
+        other.name for other_key, other in cluster_nodes.items() if other_key[0] == "default" and "master" in other.roles)
+
+
 def test_consul_servers_expect_every_master(by_role, cluster_nodes):
     for node, key, highstate in by_role["master"]:
         masters = sorted(n.address for k, n in cluster_nodes.items() if k[:2] == key[:2] and "master" in n.roles)
