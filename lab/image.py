@@ -19,6 +19,8 @@ import urllib.parse
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 CACHE = pathlib.Path(os.environ.get("SHOWCASE_LAB_CACHE", "~/.cache/showcase-lab")).expanduser()
 SUITE = "bookworm"
+# A cache entry unused this long goes when a new one of its kind is built.
+UNUSED_DAYS = 7
 SALT_VERSION = "3008.4"
 # Installs Salt from a wheelhouse as the deploy does (salt-cloud's deploy script in the lab):
 # the image gets Salt the same way, for the hosts the lab lays out itself.
@@ -141,16 +143,34 @@ def project_name(name):
 
 def cached(kind, key, what, build):
     """CACHE/<kind>-<key>, made by ``build(directory)`` unless it exists (a killed build
-    leaves only its .tmp directory, which the next one replaces)."""
+    leaves only its .tmp directory, which the next one replaces). Each use marks the entry
+    used; a new build removes the entries of its kind unused for ``UNUSED_DAYS`` (an image is
+    some 600 MB, and every change of its packages or of Salt's pin makes a new one)."""
     final = CACHE / f"{kind}-{key}"
     if final.exists():
+        os.utime(final)
         return final
     started = time.monotonic()
     log(f"building {what}")
     directory = _fresh_dir(CACHE / f"{kind}-{key}.tmp")
     build(directory)
     log(f"{what} built in {time.monotonic() - started:.0f} s")
+    prune(kind)
     return _publish(directory, final)
+
+
+def prune(kind, now=None):
+    """Remove the cache entries of ``kind`` unused for ``UNUSED_DAYS``; returns their names."""
+    cutoff = (now or time.time()) - UNUSED_DAYS * 86400
+    removed = []
+    for entry in sorted(CACHE.glob(f"{kind}-*")):
+        if entry.suffix != ".tmp" and entry.is_dir() and entry.stat().st_mtime < cutoff:
+            subprocess.run(["rm", "-rf", "--one-file-system", str(entry)], check=True)
+            removed.append(entry.name)
+    if removed:
+        log(f"removed {len(removed)} {kind} cache entr{'y' if len(removed) == 1 else 'ies'} unused "
+            f"for {UNUSED_DAYS} days: {', '.join(removed)}")
+    return removed
 
 
 def wheelhouse():
