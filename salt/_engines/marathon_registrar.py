@@ -472,7 +472,7 @@ class Registrar:
         self.resyncs = 0  # completed full resyncs, for tests and the benchmark
         self._known = None  # registries as last read, plus our writes since (see _snapshot)
         # name -> (the AppFacts it was built from, ServiceSpec): a spec is validated once, not
-        # again on every resync that finds the same facts (a fifth of a no-op resync's CPU).
+        # again on every resync that finds the same facts (0.08 s of CPU at 10,000 services).
         self._specs = {}
         self._conflicts = Reported()  # names taken by others, as last reported
         self._invalid = Reported()  # ("app", id) or ("service", name): why it is unusable
