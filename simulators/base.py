@@ -19,7 +19,9 @@ benchmarks read, and :attr:`Simulator.faults` lets tests make requests fail, sta
 connection.
 """
 
+import contextlib
 import email.parser
+import gc
 import http.client
 import http.server
 import ipaddress
@@ -58,6 +60,29 @@ class Response:
     body: bytes = b""
     headers: dict = field(default_factory=dict)
     stream: object = None
+
+
+_collector_pauses = 0
+_collector_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """The cyclic garbage collector off while any thread is in such a block (a listing of
+    10,000 objects, built and serialised at once): the views it builds set off collections that
+    scan every stored object again, half of the listing's CPU. Only for blocks that never wait
+    (not around a blocking query), so that the collector is never off for long."""
+    global _collector_pauses  # pylint: disable=global-statement
+    with _collector_lock:
+        _collector_pauses += 1
+        gc.disable()
+    try:
+        yield
+    finally:
+        with _collector_lock:
+            _collector_pauses -= 1
+            if not _collector_pauses:
+                gc.enable()
 
 
 def json_response(data, status=200, headers=None, content_type=JSON_TYPE):

@@ -37,6 +37,7 @@ from simulators.base import (
     BodyError,
     Response,
     Simulator,
+    collector_paused,
     empty_response,
     parse_duration,
     route,
@@ -589,14 +590,15 @@ class ConsulSimulator(Simulator):
     @route("GET", r"/v1/agent/services")
     def agent_services(self, request):
         filtered = self._authorize(request, filtered=True)
-        with self._changed:
-            self._expire()
-            services = {
-                service_id: self._agent_view(service)
-                for (node, service_id), service in sorted(self._store.services.items())
-                if node == self.node_name and service_id != "consul"
-            }
-        return self._json(request, {} if filtered else services)
+        with collector_paused():
+            with self._changed:
+                self._expire()
+                services = {
+                    service_id: self._agent_view(service)
+                    for (node, service_id), service in sorted(self._store.services.items())
+                    if node == self.node_name and service_id != "consul"
+                }
+            return self._json(request, {} if filtered else services)
 
     @route("GET", r"/v1/agent/service/(?P<service_id>.+)")
     def agent_service(self, request, service_id):

@@ -36,6 +36,7 @@ from simulators.base import (
     BodyError,
     Simulator,
     UpstreamError,
+    collector_paused,
     empty_response,
     forward,
     json_response,
@@ -640,10 +641,11 @@ class KongSimulator(Simulator):
         if self._unstored(collection, parent, parent_key):
             return self._json(self._page(request, [], request.path))
         scope = self._scope(collection, parent, parent_key)
-        with self._lock:
-            rows = [entity for entity in self._data[scope.schema.name].values()
-                    if scope.contains(entity)]
-        return self._json(self._page(request, rows, request.path))
+        with collector_paused():
+            with self._lock:
+                rows = [entity for entity in self._data[scope.schema.name].values()
+                        if scope.contains(entity)]
+            return self._json(self._page(request, rows, request.path))
 
     @route("POST", r"/(?P<collection>[a-z0-9_-]+)")
     @route("POST", r"/(?P<parent>[a-z0-9_-]+)/(?P<parent_key>[^/]+)/(?P<collection>[a-z0-9_-]+)")

@@ -34,7 +34,9 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
-from simulators.base import Abort, BodyError, Response, Simulator, json_response, route, text_response
+from simulators.base import (
+    Abort, BodyError, Response, Simulator, collector_paused, json_response, route, text_response,
+)
 from simulators.webapp import LOOPBACK, WebApps
 
 APP_ID = r"(?P<app_id>/?[^?]+?)"
@@ -322,6 +324,7 @@ class MarathonSimulator(Simulator):
         # Some app may need scheduling work: set by every API write and kept while any app has
         # not settled; ticks skip the apps otherwise (a thousand idle apps cost nothing).
         self._unsettled = True
+        self._probed_apps = None  # the apps a tick probes, while none is unsettled
         self._launcher = launcher or (LocalTasks() if backed_tasks else UnbackedTasks())
         self._scheduler = None
         self._stopping = threading.Event()
@@ -366,6 +369,7 @@ class MarathonSimulator(Simulator):
                 for task in app.tasks.values():
                     self._launcher.kill(task)
             self._apps.clear()
+            self._probed_apps = None
             self._deployments.clear()
             self._held_event = None
             self._health_blackout_until = 0.0
@@ -434,7 +438,7 @@ class MarathonSimulator(Simulator):
     @route("GET", r"/v2/apps")
     def list_apps(self, request):
         embed = set(request.query.get("embed", []))
-        with self._lock:
+        with self._lock, collector_paused():
             apps = [app for app in self._apps.values() if self._selected(app, request)]
             return json_response({"apps": [self._app_view(app, "apps.tasks" in embed) for app in apps]})
 
@@ -854,9 +858,15 @@ class MarathonSimulator(Simulator):
             if deployment["app"].deleted:
                 self._converge(deployment["app"], now)
         busy, self._unsettled = self._unsettled or bool(self._deployments), False
-        for app in list(self._apps.values()):
-            if busy and not self._converge(app, now):
-                self._unsettled = True
+        if busy or self._probed_apps is None:
+            for app in list(self._apps.values()):
+                if busy and not self._converge(app, now):
+                    self._unsettled = True
+            # Every write marks the apps unsettled: until the next one, the apps with health
+            # checks are the same, and a tick of 10,000 apps without any need not visit them all
+            # (50 times a second, a quarter of a core).
+            self._probed_apps = [app for app in self._apps.values() if app.definition["healthChecks"]]
+        for app in self._probed_apps:
             self._probe(app, now)
         for deployment_id, deployment in list(self._deployments.items()):
             app = deployment["app"]

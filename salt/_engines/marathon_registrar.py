@@ -83,7 +83,9 @@ Every key is optional:
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import gc
 import logging
 import math
 import random
@@ -178,6 +180,24 @@ def event_sender(opts, salt_functions):
         return bus.fire_event
     send = salt_functions["event.send"]
     return lambda data, tag: send(tag, data)
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """Python's cyclic garbage collector off for the block, back as it was after.
+
+    A resync of 10,000 apps makes a million objects that live on (the snapshot, the facts):
+    the collections they set off scan the whole heap again and again, half the resync's CPU,
+    holding the interpreter lock that the threads reading the registries wait for. What it
+    drops is freed by reference counting; cycles, if any, wait for the next collection.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # -- work to do -------------------------------------------------------------------------------
@@ -451,6 +471,9 @@ class Registrar:
         self.stream = None
         self.resyncs = 0  # completed full resyncs, for tests and the benchmark
         self._known = None  # registries as last read, plus our writes since (see _snapshot)
+        # name -> (the AppFacts it was built from, ServiceSpec): a spec is validated once, not
+        # again on every resync that finds the same facts (0.08 s of CPU at 10,000 services).
+        self._specs = {}
         self._conflicts = Reported()  # names taken by others, as last reported
         self._invalid = Reported()  # ("app", id) or ("service", name): why it is unusable
         self._fire = fire
@@ -550,6 +573,10 @@ class Registrar:
 
     def resync(self):
         """Read every app and every owned registration, and converge all of them."""
+        with collector_paused():
+            return self._resync()
+
+    def _resync(self):
         started = time.monotonic()
         self._known = None  # replaced by what is read now: never held twice
         try:
@@ -596,6 +623,10 @@ class Registrar:
 
     def converge_apps(self, app_ids):
         """Re-read ``app_ids`` from Marathon and converge the services they are part of."""
+        with collector_paused():
+            return self._converge_apps(app_ids)
+
+    def _converge_apps(self, app_ids):
         app_ids = sorted(app_ids)
         before = {app_id: self.apps.get(app_id) for app_id in app_ids}
         try:
@@ -700,29 +731,38 @@ class Registrar:
                 continue
             if not facts:
                 desired[name] = None
+                self._specs.pop(name, None)
                 continue
-            # Several apps may share a service (blue/green): the first app id sets its port.
-            labels = facts[0].labels
-            instances = {
-                instance_id: registrationutil.Instance(address, port)
-                for entry in facts
-                for instance_id, (address, port) in entry.instances.items()
-            }
-            try:
-                desired[name] = registrationutil.ServiceSpec(
-                    name=name,
-                    port=labels.port,
-                    domain=self.domain,
-                    instances=instances,
-                    gateway=labels.gateway,
-                )
-            except SaltInvocationError as err:
-                if self._invalid.report(("service", name), str(err)):
-                    self.fire({"service": name, "reason": str(err)}, "invalid")
-                    log.warning("leaving service %r alone: %s", name, err)
-                continue
+            built = self._specs.get(name)
+            if built is None or built[0] != facts:
+                try:
+                    built = facts, self._spec(name, facts)
+                except SaltInvocationError as err:
+                    self._specs.pop(name, None)
+                    if self._invalid.report(("service", name), str(err)):
+                        self.fire({"service": name, "reason": str(err)}, "invalid")
+                        log.warning("leaving service %r alone: %s", name, err)
+                    continue
+                self._specs[name] = built
+            desired[name] = built[1]
             self._invalid.resolve(("service", name))
         return desired
+
+    def _spec(self, name, facts):
+        # Several apps may share a service (blue/green): the first app id sets its port.
+        labels = facts[0].labels
+        instances = {
+            instance_id: registrationutil.Instance(address, port)
+            for entry in facts
+            for instance_id, (address, port) in entry.instances.items()
+        }
+        return registrationutil.ServiceSpec(
+            name=name,
+            port=labels.port,
+            domain=self.domain,
+            instances=instances,
+            gateway=labels.gateway,
+        )
 
     def _converge(self, desired, snapshot, everything=False):
         """Plan and apply ``desired`` against ``snapshot``: returns (ok, number of changes).

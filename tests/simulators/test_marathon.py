@@ -238,6 +238,17 @@ def test_health_check_results(api, marathon_sim):
     assert (result["alive"], result["lastFailureCause"]) == (False, "503")
 
 
+def test_health_checks_added_to_a_settled_app_are_run(api, marathon_sim):
+    # Ticks probe only the apps that had health checks when the apps last settled.
+    deployed(marathon_sim, api, {**CMD_APP, "id": "/checked"})
+    assert api("PUT", "/v2/apps/checked", {"healthChecks": HEALTH_CHECKED["healthChecks"]},
+               params={"force": "true"}).status_code == 200
+    assert marathon_sim.wait_for_deployments()
+    assert wait_for_app(api, "/checked", lambda app: app["tasksHealthy"] == 1)
+    (task,) = api("GET", "/v2/apps/checked/tasks").json()["tasks"]
+    assert [result["alive"] for result in task["healthCheckResults"]] == [True]
+
+
 def test_health_results_are_empty_after_a_leader_change(api, marathon_sim):
     deployed(marathon_sim, api, HEALTH_CHECKED)
     marathon_sim.leader_change(health_blackout_seconds=60)

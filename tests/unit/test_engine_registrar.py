@@ -126,6 +126,23 @@ def test_resync_registers_every_labelled_app_and_merges_apps_sharing_a_service(r
     assert tags >= {"marathon/registrar/change/web", "marathon/registrar/resync"}
 
 
+def test_a_resync_after_an_app_changed_plans_its_new_facts(recorder):
+    # A service's spec is kept from one resync to the next only while its apps' facts are the
+    # same.
+    marathon = FakeMarathon([app("/web", "web", tasks=[1])])
+    engine, _ = registrar(marathon)
+    assert engine.resync()
+    marathon.apps["/web"] = app("/web", "web", port=10003, tasks=[1, 2])
+    recorder.plans.clear()
+
+    assert engine.resync()
+    steps = recorder.steps()
+    assert (f"vulcand server web/{instance('/web', 2)}", "create") in steps
+    listener = next(step for plan in recorder.plans for step in plan.steps
+                    if str(step.ref) == "vulcand listener web")
+    assert listener.new["Address"] == "tcp://0.0.0.0:10003"
+
+
 def test_resync_removes_services_whose_app_is_gone(recorder):
     recorder.snapshot.objects[Ref(CONSUL_SERVICE, "gone", "gone")] = {"Name": "gone", "Port": 1}
     recorder.snapshot.objects[Ref(VULCAND_SERVER, "gone", "x")] = {"URL": "http://10.0.0.1:1"}
