@@ -200,6 +200,12 @@ def salt_deploy_arguments(wheels):
     return ["-w", wheels, "-V", SALT_VERSION]
 
 
+def salt_onedir_arguments(url):
+    """The deploy script's options installing this Salt from the onedir archive at ``url``
+    (the image's Salt, as lab/mirror.py archives it)."""
+    return ["-O", url, "-V", SALT_VERSION]
+
+
 def image():
     """The unpacked Debian 12 root image with Salt installed (not enabled): every host boots
     an overlay of it."""

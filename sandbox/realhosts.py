@@ -6,8 +6,9 @@ instance's addresses, running sshd with the key pair authorised for ``admin``. s
 inside the lab's network namespace (moto relayed to it) and deploys for real: kong over its
 public address, the private hosts through kong as SSH gateway, the salt-master on master with
 this checkout's tree (``file_map``) and every minion key pre-seeded. The one difference from
-AWS: Salt comes from the lab mirror's wheelhouse through the deploy script option (the
-provider's ``script``: lab/deploy.d/salt-wheelhouse.sh), not from the internet.
+AWS: Salt comes from the lab's mirror (the image's Salt, installed from the wheelhouse, as a
+onedir archive) through the deploy script option (the provider's ``script``:
+lab/deploy.d/salt-wheelhouse.sh), not from the internet.
 
 The salt-master on master then runs ``orch.cluster`` for real. The sandbox reaches it as an
 operator does: ``ssh`` through kong.
@@ -95,9 +96,11 @@ class RealHostsWorkflow(Workflow):
         return system.in_netns(["ssh", *options, f"{provider.LOGIN_USER}@{target}", *([command] if command else [])])
 
     def on_salt_master(self, argv, timeout=600):
-        """``sudo ARGV`` on the salt-master, over SSH through kong: (returncode, output)."""
+        """``sudo ARGV`` on the salt-master, over SSH through kong: (returncode, output, its
+        standard error after the rest: the callers read Salt's JSON in it)."""
         command = "sudo " + " ".join(shlex.quote(arg) for arg in argv)
-        return self.stack.supervisor.run(self.ssh_argv(self.salt_master, command), timeout=timeout)
+        return self.stack.supervisor.run(self.ssh_argv(self.salt_master, command), timeout=timeout,
+                                         stderr_after=True)
 
     @property
     def salt_master(self):
@@ -125,7 +128,7 @@ class RealHostsWorkflow(Workflow):
         repo_providers[provider_name].update(
             ssh_keyfile=str(self.key_file),
             script=DEPLOY_SCRIPT,
-            script_args=" ".join(image.salt_deploy_arguments(mirror.wheels_url())),
+            script_args=" ".join(image.salt_onedir_arguments(mirror.onedir_url())),
             display_ssh_output=False,
             # The engine's Consul token in the master configuration, where the engine looks
             # (platform:consul:token). Not as an engine option: salt-cloud updates the
@@ -180,23 +183,35 @@ class RealHostsWorkflow(Workflow):
 
     @contextlib.contextmanager
     def _state_returns(self):
-        """Say, per host, when its states have run: the salt-master's job returns, followed
-        over SSH (``salt-run state.event``)."""
+        """Say, per host, when its state run is over, and every ``HEARTBEAT_SECONDS`` which
+        hosts are still running theirs: the salt-master's job events, followed over SSH
+        (``salt-run state.event``). Not the minions' state events (``state_events``): firing
+        one costs a state run a quarter of a second a state."""
         follower = subprocess.Popen(
-            self.ssh_argv(self.salt_master, "sudo salt-run state.event 'salt/job/*/ret/*'"),
+            self.ssh_argv(self.salt_master, "sudo salt-run state.event 'salt/job/*'"),
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        runs = StateRuns()
+        stopped = threading.Event()
 
         def follow():
             for line in follower.stdout:
                 tag, _, data = line.partition("\t")
                 try:
-                    ret = json.loads(data)
+                    event = json.loads(data)
                 except ValueError:
                     continue
-                if str(ret.get("fun", "")).startswith("state.") and isinstance(ret.get("return"), dict):
-                    self._progress(f"{tag.rsplit('/', 1)[-1]}: {ret['fun']} {_state_counts(ret['return'])}")
+                message = runs.event(tag, event)
+                if message:
+                    self._progress(message)
 
-        with _in_background(follow, lambda: (os.killpg(follower.pid, signal.SIGTERM), follower.wait())):
+        def heartbeat():
+            while not stopped.wait(HEARTBEAT_SECONDS):
+                message = runs.waiting()
+                if message:
+                    self._progress(message)
+
+        with _in_background(heartbeat, stopped.set), \
+                _in_background(follow, lambda: (os.killpg(follower.pid, signal.SIGTERM), follower.wait())):
             yield
 
     # -- the platform's APIs, on the hosts -------------------------------------------------------
@@ -278,7 +293,7 @@ class RealHostsWorkflow(Workflow):
         with self.runner.step(
             "Create and deploy the instances of the default map",
             f"salt-cloud -m {DEFAULT_MAP} -P -y"
-            "    # sandbox: Salt from the lab's wheelhouse (the provider's script)",
+            "    # sandbox: Salt from the lab's mirror (the provider's script)",
         ):
             self._need_file(DEFAULT_MAP, "the cluster map")
             with self._cloud_events():
@@ -404,6 +419,7 @@ class RealHostsWorkflow(Workflow):
         self.remove_lab()
 
 
+HEARTBEAT_SECONDS = 30  # how often the hosts still running their states are named
 WEB_PORT = 10000  # the seed's port for web: on real hosts no other sandbox shares it
 
 
@@ -443,6 +459,44 @@ def _last_json(output):
             if isinstance(document, dict):
                 documents.update(document)
     return documents or None
+
+
+class StateRuns:
+    """The state runs (``state.*`` jobs) the salt-master's events show: what to say when one
+    host's run returns, and which hosts are still running one."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.running = {}  # jid -> (function, hosts not returned yet, started)
+        self._lock = threading.Lock()
+
+    def event(self, tag, event):
+        """The line to print for the event of tag ``tag``, if any."""
+        parts = tag.split("/")
+        if len(parts) < 4 or parts[:2] != ["salt", "job"] or not str(event.get("fun", "")).startswith("state."):
+            return None
+        jid = parts[2]
+        with self._lock:
+            if parts[3] == "new" and event.get("minions"):
+                self.running[jid] = (event["fun"], set(event["minions"]), self.clock())
+            elif parts[3] == "ret" and len(parts) == 5:
+                host, result = parts[4], event.get("return")
+                hosts = self.running.get(jid, (None, set(), None))[1]
+                hosts.discard(host)
+                if not hosts:
+                    self.running.pop(jid, None)
+                if isinstance(result, dict):
+                    return f"{host}: {event['fun']} {_state_counts(result)}"
+                # Render errors (a list of them), as the orchestration's result shows them too.
+                return f"{host}: {event['fun']} did not run ({len(result) if isinstance(result, list) else 1} errors)"
+        return None
+
+    def waiting(self):
+        """``still running state.highstate on kong, slave0 (for 30 s)``, or None."""
+        with self._lock:
+            lines = [f"still running {function} on {', '.join(sorted(hosts))} (for {self.clock() - started:.0f} s)"
+                     for function, hosts, started in self.running.values() if hosts]
+        return "; ".join(lines) or None
 
 
 def _state_counts(states):

@@ -139,14 +139,14 @@ class Supervisor:
     def __exit__(self, *exc_info):
         self.stop_all()
 
-    def _spawn(self, argv, env, cwd, stdout):
+    def _spawn(self, argv, env, cwd, stdout, stderr=subprocess.STDOUT):
         return subprocess.Popen(
             [str(arg) for arg in argv],
             env={**self.env, **(env or {})},
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=stdout,
-            stderr=subprocess.STDOUT,
+            stderr=stderr,
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
@@ -165,26 +165,30 @@ class Supervisor:
         self._stop_groups([child.process])
         self._children.remove(child)
 
-    def run(self, argv, env=None, cwd=None, timeout=None):
-        """Run a command to completion: ``(returncode, combined output)``.
+    def run(self, argv, env=None, cwd=None, timeout=None, stderr_after=False):
+        """Run a command to completion: ``(returncode, combined output)``; with
+        ``stderr_after``, its standard error follows its standard output instead of being
+        interleaved with it (a warning Salt prints while its JSON is written would cut the
+        JSON apart).
 
         The command is stopped with its whole group on timeout or interruption.
         """
-        process = self._spawn(argv, env, cwd, subprocess.PIPE)
+        process = self._spawn(argv, env, cwd, subprocess.PIPE,
+                              subprocess.PIPE if stderr_after else subprocess.STDOUT)
         self._commands.add(process)
         try:
-            output, _ = process.communicate(timeout=timeout)
+            output, errors = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self._stop_groups([process])
-            output, _ = process.communicate()
+            output, errors = process.communicate()
             raise ChildFailed(
-                f"{argv[0]} did not finish within {timeout:.0f} s\n{output.decode(errors='replace')}"
+                f"{argv[0]} did not finish within {timeout:.0f} s\n{_text(output, errors)}"
             ) from None
         finally:
             if process.poll() is None:
                 self._stop_groups([process])
             self._commands.discard(process)
-        return process.returncode, output.decode(errors="replace")
+        return process.returncode, _text(output, errors)
 
     def stop_all(self):
         """Stop running commands, then every child in reverse start order; sweep leftovers."""
@@ -219,3 +223,7 @@ class Supervisor:
         for process in processes:
             process.wait()
         _wait_until(lambda: not any(_group_alive(pgid) for pgid in groups), KILL_WAIT_SECONDS)
+
+
+def _text(output, errors):
+    return (output + (errors or b"")).decode(errors="replace")

@@ -181,6 +181,16 @@ def test_stop_all_sweeps_a_process_that_left_its_group(supervisor):
     assert_nothing_left(supervisor)
 
 
+def test_a_commands_standard_error_can_follow_its_output_instead_of_cutting_it(supervisor):
+    # A JSON document written in pieces, and a warning on stderr between them (as Salt's).
+    code = ("import sys\n"
+            "sys.stdout.write('{\"a\": '); sys.stdout.flush()\n"
+            "sys.stderr.write('unclosed MasterMinion\\n'); sys.stderr.flush()\n"
+            "sys.stdout.write('1}\\n')")
+    assert supervisor.run([sys.executable, "-c", code]) == (0, '{"a": unclosed MasterMinion\n1}\n')
+    assert supervisor.run([sys.executable, "-c", code], stderr_after=True) == (0, '{"a": 1}\nunclosed MasterMinion\n')
+
+
 def test_a_command_that_times_out_is_stopped_with_its_children(supervisor):
     from sandbox.supervisor import ChildFailed
 

@@ -71,6 +71,10 @@ def test_the_sandbox_deploys_real_hosts_through_the_bastion_and_builds_the_platf
         assert re.search(rf"^    {node}: deploying Salt over SSH$", deploy, re.M), text
         assert re.search(rf"^    {node} +Salt {re.escape(image.SALT_VERSION)}$", deploy, re.M), text
         assert re.search(rf"^    {node}: instance terminated, host removed", text, re.M), text
+        # orch.cluster's state run on the host, said when it returns.
+        build = text.split("Build the platform on the five hosts", 1)[1]
+        assert re.search(rf"^    {node}: state\.highstate \d+ states, \d+ changed, 0 failed", build, re.M), text
+    assert re.search(r"^    still running state\.highstate on master \(for \d+ s\)", text, re.M), text
     # Marathon runs the tasks on the slaves; requests through kong's proxy are answered by
     # exactly the running web tasks, which follow the scaling.
     tasks = re.findall(r"^    task (\S+) on (\S+) \(", text, re.M)
