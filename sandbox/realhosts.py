@@ -354,20 +354,47 @@ class RealHostsWorkflow(Workflow):
 
     def check_hosts(self):
         with self.runner.step(
-            "Check each host runs the services of its role", "ssh ... systemctl is-active <service>"
+            "Check each host runs the services of its role and resolves the platform's names",
+            f"ssh ... systemctl is-active <service>; getent ahostsv4 <name>.{DOMAIN}",
         ):
             profiles = cluster.Cluster().profiles
+            roles = {name: profiles[name]["grains"]["roles"][0] for name in self.provider.hosts}
+            by_role = {}
+            for name, role in roles.items():
+                by_role.setdefault(role, set()).add(self.provider.hosts[name].address)
             problems = []
             self.host_report = []
             for name, host in sorted(self.provider.hosts.items()):
-                role = profiles[name]["grains"]["roles"][0]
-                found = components.running(host, role)
-                self.host_report.append((name, role, host.address, self.provider.public.get(name), found))
+                found = components.running(host, roles[name])
+                self.host_report.append((name, roles[name], host.address, self.provider.public.get(name), found))
                 problems += [f"{name}: {service} is {state}" for service, state, _, _ in found if state != "active"]
-                self.runner.print(f"    {name:8s} {role:7s} " + ", ".join(
+                self.runner.print(f"    {name:8s} {roles[name]:7s} " + ", ".join(
                     f"{service} {version}" for service, _, version, _ in found))
+            unresolved = self._wait_for_names(by_role)
+            problems += unresolved
+            if not unresolved:
+                self.runner.print(f"    every host resolves {', '.join(f'{service}.{DOMAIN}' for service in RESOLVED_SERVICES)}")
             if problems:
-                raise StepFailed("services not running", "\n".join(problems))
+                raise StepFailed("services not running or names not resolving", "\n".join(problems))
+
+    def _wait_for_names(self, by_role, timeout=60):
+        """Each host resolves each of RESOLVED_SERVICES, through its resolver (dnsmasq,
+        forwarding the domain to Consul), to the hosts of the role that runs it; a check that
+        has not passed yet keeps a name out of Consul's answers, so this waits a little. The
+        names still wrong at the end."""
+        deadline = time.monotonic() + timeout
+        while True:
+            wrong = []
+            for name, host in sorted(self.provider.hosts.items()):
+                for service, role in RESOLVED_SERVICES.items():
+                    lookup = host.run(["getent", "ahostsv4", f"{service}.{DOMAIN}"], check=False).stdout
+                    answered = {line.split()[0] for line in lookup.splitlines()}
+                    if answered != by_role.get(role, set()):
+                        wrong.append(f"{name}: {service}.{DOMAIN} resolves to {sorted(answered) or 'nothing'}, "
+                                     f"not the {role} hosts {sorted(by_role.get(role, set()))}")
+            if not wrong or time.monotonic() > deadline:
+                return wrong
+            time.sleep(2)
 
     def destroy_instances(self):
         with self.runner.step(
@@ -419,6 +446,8 @@ class RealHostsWorkflow(Workflow):
         self.remove_lab()
 
 
+# Names Consul answers once orch.cluster ran (consul:services), and the role whose hosts they are.
+RESOLVED_SERVICES = {"consul": "master", "marathon": "master", "vulcand": "master", "kong": "kong"}
 HEARTBEAT_SECONDS = 30  # how often the hosts still running their states are named
 WEB_PORT = 10000  # the seed's port for web: on real hosts no other sandbox shares it
 

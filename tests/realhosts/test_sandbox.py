@@ -50,7 +50,7 @@ def test_the_sandbox_deploys_real_hosts_through_the_bastion_and_builds_the_platf
         "Create and deploy the instances of the default map",
         "Check every minion answers the salt-master on master",
         "Build the platform on the five hosts",
-        "Check each host runs the services of its role",
+        "Check each host runs the services of its role and resolves the platform's names",
         "Register the Mesos and Marathon UIs in the gateway",
         "Check marathon.service.consul through the gateway (basic-auth)",
         "Register web and its instances",
@@ -75,6 +75,8 @@ def test_the_sandbox_deploys_real_hosts_through_the_bastion_and_builds_the_platf
         build = text.split("Build the platform on the five hosts", 1)[1]
         assert re.search(rf"^    {node}: state\.highstate \d+ states, \d+ changed, 0 failed", build, re.M), text
     assert re.search(r"^    still running state\.highstate on master \(for \d+ s\)", text, re.M), text
+    assert "    every host resolves consul.service.consul, marathon.service.consul, vulcand.service.consul, " \
+           "kong.service.consul\n" in text, text
     # Marathon runs the tasks on the slaves; requests through kong's proxy are answered by
     # exactly the running web tasks, which follow the scaling.
     tasks = re.findall(r"^    task (\S+) on (\S+) \(", text, re.M)
