@@ -125,10 +125,15 @@ class Agent(_Daemon):
         self._lock = threading.Lock()
         self._tasks = {}  # task id -> its ports
         self._webapps = WebApps(address)
+        self._stopped = threading.Event()
 
     def run(self):
         self._webapps.start()
         threading.Thread(target=self._register_forever, name="register", daemon=True).start()
+
+    def stop(self):
+        """Stop registering (an agent run inside a test process, not as the daemon)."""
+        self._stopped.set()
 
     def _register_forever(self):
         spans = ",".join(f"{first}-{last}" for first, last in self.ranges)
@@ -140,7 +145,8 @@ class Agent(_Daemon):
                     _call("POST", f"{master}/lab/agents", registration)
                 except OSError:
                     pass  # that master is not up (yet): the next round tries again
-            time.sleep(REGISTER_INTERVAL)
+            if self._stopped.wait(REGISTER_INTERVAL):
+                return
 
     @route("GET", r"/lab/tasks")
     def list_tasks(self, request):

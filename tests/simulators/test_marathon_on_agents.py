@@ -38,6 +38,8 @@ def cluster():
              "both agents registered", WAIT)
     with MarathonSimulator(launcher=mesos.MesosTasks(masters), health_interval_seconds=0.1) as marathon:
         yield masters[0], agents, marathon
+    for agent in agents.values():
+        agent.stop()
     for server in servers:
         server.shutdown()
         server.server_close()
