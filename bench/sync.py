@@ -17,9 +17,11 @@ Salt does, so that the CPU time and memory printed are the engine's alone. It pr
 4. the engine's CPU time in each of those phases;
 5. for each of ``--apps`` (1,000 and 10,000), a full resync of that many apps x ``--tasks``
    (tasks without servers) when everything changed (empty registries: one write per object)
-   and when nothing changed: wall time, the engine's CPU time (and per write), HTTP requests
-   per system, ``--resync-runs`` times on fresh registries, with the medians, and the engine's
-   peak resident memory.
+   and when nothing changed, twice (the first reads whole what the full one wrote, the second
+   is as every later periodic resync): wall time, the engine's CPU time (and per write), HTTP
+   requests per system, the CPU time of each process (the engine, each simulator, etcd),
+   ``--resync-runs`` times on fresh registries, with the medians, and the engine's peak
+   resident memory.
 """
 
 import argparse
@@ -38,7 +40,8 @@ import requests
 import validationutil
 
 from bench import REPO_ROOT
-from bench.common import RegistryProcesses, request_summary, simulator_process
+from bench.common import (RegistryProcesses, cpu_seconds, cpu_summary, request_summary,
+                          simulator_process)
 from sandbox.ports import PortAllocator
 from simulators.base import JSON_TYPE, Response, Simulator, route
 from simulators.marathon import MarathonSimulator
@@ -83,9 +86,7 @@ class EngineProcess:
 
     def cpu(self):
         """CPU seconds the engine has used so far (user + system, all its threads)."""
-        with open(f"/proc/{self.child.pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds({"engine": self.child.pid})["engine"]
 
     def stop(self):
         if self.child.poll() is None:
@@ -353,11 +354,16 @@ def event_rate(marathon, registries, app_ids, rate, seconds, workers):
     return cpu
 
 
+# The full resyncs of one run, in order: into empty registries; with nothing changed, the first
+# look at what the first one wrote (vulcand's store read whole); and again (the store read for
+# what changed since the last resync, as every periodic resync of a running engine).
+RESYNCS = ("everything changed", "nothing changed", "nothing changed, again")
+
+
 def full_resync(app_count, tasks, workers, runs):
     """Resyncs of ``app_count`` apps against empty, then unchanged registries; ``runs`` times,
     each on fresh registries, and the medians."""
-    figures = {label: {"seconds": [], "cpu": []}
-               for label in ("everything changed", "nothing changed")}
+    figures = {label: {"seconds": [], "cpu": []} for label in RESYNCS}
     peak_rss = []
     with simulator_process("marathon", "--unbacked-tasks", "--staging-seconds", "0.01") as urls:
         marathon = urls["url"]
@@ -374,11 +380,16 @@ def full_resync(app_count, tasks, workers, runs):
                  "the apps' deployments", timeout=600)
         for _ in range(runs):
             with contextlib.ExitStack() as stack:
-                engine = ResyncingEngine(Registries(stack).platform(marathon, listener_ports),
+                registries = Registries(stack)
+                engine = ResyncingEngine(registries.platform(marathon, listener_ports),
                                          max_workers=workers)
                 stack.callback(engine.stop)
+                processes = {"engine": engine.child.pid, "marathon": urls["pid"],
+                             **registries.pids()}
                 for label, measured in figures.items():
+                    cpu_before = cpu_seconds(processes)
                     result = engine.resync()
+                    cpu_used = cpu_summary(cpu_before, cpu_seconds(processes))
                     if not result["ok"]:
                         raise SystemExit(f"resync failed ({label}): "
                                          + "; ".join(map(str, result["errors"])))
@@ -390,7 +401,9 @@ def full_resync(app_count, tasks, workers, runs):
                                  if writes else "")
                     print(f"full resync, {app_count} apps x {tasks} tasks, {label}: "
                           f"{result['seconds']:.2f} s (engine CPU {result['cpu']:.2f} s"
-                          f"{per_write}), {request_summary(result['requests'])}")
+                          f"{per_write}), {request_summary(result['requests'])}; {cpu_used}; "
+                          f"engine memory {result['rss_mb']:.0f} MB, peak so far "
+                          f"{result['peak_rss_mb']:.0f} MB")
                 peak_rss.append(result["peak_rss_mb"])
     for label, measured in figures.items():
         seconds = measured["seconds"]

@@ -264,6 +264,34 @@ class HealthGrace:
             del self._missing_since[instance_id]
 
 
+class GraceRecorder:
+    """A :class:`HealthGrace` used through this records what it was told, so that taking the
+    same app's instances again can be :meth:`replay`-ed instead. ``timed``: it was asked
+    whether to keep an instance, which depends on the clock: such a result is not replayed."""
+
+    def __init__(self, grace):
+        self._grace = grace
+        self.told = []  # (instance id, healthy), in order
+        self.timed = False
+
+    def healthy(self, instance_id):
+        self.told.append((instance_id, True))
+        self._grace.healthy(instance_id)
+
+    def unhealthy(self, instance_id):
+        self.told.append((instance_id, False))
+        self._grace.unhealthy(instance_id)
+
+    def keeps(self, instance_id):
+        self.timed = True
+        return self._grace.keeps(instance_id)
+
+    @staticmethod
+    def replay(grace, told):
+        for instance_id, healthy in told:
+            (grace.healthy if healthy else grace.unhealthy)(instance_id)
+
+
 def instances_from_app(app, port_index=0, grace=None):
     """The registrable instances of ``app``: ``{instance_id: (address, port)}``.
 

@@ -338,7 +338,7 @@ class Registries:
         settings = settings_values(config_get)
         etcd_url = settings["platform:vulcand:etcd_url"]
         store = VulcandStore(etcd_url, settings["platform:vulcand:etcd_prefix"],
-                             **client_options) if etcd_url else None
+                             fields=_VULCAND_COMPARED, **client_options) if etcd_url else None
         return cls(
             consul=ConsulAPI(settings["platform:consul:url"],
                              token=settings["platform:consul:token"], **client_options),
@@ -453,6 +453,13 @@ def _executor(pool, max_workers):
 _VULCAND_COLLECTIONS = {
     VULCAND_HOST: "hosts", VULCAND_BACKEND: "backends", VULCAND_FRONTEND: "frontends",
     VULCAND_LISTENER: "listeners",
+}
+# The fields of vulcand's objects that _classify reads (ids come from the keys): all that the
+# store keeps of them between resyncs.
+_VULCAND_COMPARED = {
+    "hosts": [], "backends": ["Type"],
+    "frontends": ["Type", "BackendId", "Route", "Settings.Hostname"],
+    "listeners": ["Protocol", "Address"], "servers": ["URL"],
 }
 
 

@@ -1,5 +1,6 @@
 """Reading vulcand from its etcd v3 store: the same facts as vulcand's API, every object in one
-request however many there are, and a clear refusal when the store is not vulcand's.
+request however many there are (read again: what changed since), and a clear refusal when the
+store is not vulcand's.
 
 Against the vulcand simulator on a real etcd, or a real vulcand (``VULCAND_URL``) with its
 store (``VULCAND_ETCD_URL``, ``VULCAND_ETCD_PREFIX``; these tests skip without it).
@@ -93,6 +94,11 @@ def test_every_object_in_one_read_and_paged_at_one_revision(vulcand_with_store, 
     assert by_id["frontends"]["b1"]["Settings"]["Hostname"] == "b1.example"
     listener, = listed(vulcand, "/v2/listeners", "Listeners")
     assert by_id["listeners"]["b1"]["Address"] == listener["Address"]
+    # Only the fields asked for are kept, a nested one by its path.
+    trimmed = VulcandStore(vulcand.etcd_url, vulcand.etcd_prefix,
+                           fields={"frontends": ["Route", "Settings.Hostname"]}).objects()
+    assert trimmed["frontends"] == [{"Id": "b1", "Route": 'Host("b1.example")',
+                                     "Settings": {"Hostname": "b1.example"}}]
 
     # Three keys a page: a server added between two pages is not half-seen.
     monkeypatch.setattr(VulcandStore, "PAGE_SIZE", 3)
@@ -104,6 +110,50 @@ def test_every_object_in_one_read_and_paged_at_one_revision(vulcand_with_store, 
     assert len(keys) == 3 + 6  # three backend keys and six servers, not b1-z
     assert not any(key.endswith("b1-z") for key in keys)
     assert "b1-z" in {server["Id"] for server in store.objects()["servers"]["b1"]}
+
+
+def etcd_requests(read):
+    httpclientutil.REQUEST_COUNTER.reset()
+    result = read()
+    return result, httpclientutil.REQUEST_COUNTER.snapshot().get(("etcd", "POST"), 0)
+
+
+def test_a_second_read_costs_what_changed_since_the_first(vulcand_with_store):
+    vulcand = vulcand_with_store
+    for backend in ("b1", "b2"):
+        post(vulcand, "/v2/backends", {"Backend": {"Id": backend, "Type": "http"}})
+        for index in range(3):
+            post(vulcand, f"/v2/backends/{backend}/servers",
+                 {"Server": {"Id": f"{backend}-s{index}", "URL": f"http://10.0.0.{index}:80"}})
+    store = VulcandStore(vulcand.etcd_url, vulcand.etcd_prefix)
+    first, requests_made = etcd_requests(store.objects)
+    assert requests_made == 1
+
+    # Nothing changed: the store's count at its current revision is all that is read.
+    again, requests_made = etcd_requests(store.objects)
+    assert (again, requests_made) == (first, 1)
+
+    # Added and updated: the keys modified since, too.
+    post(vulcand, "/v2/backends/b1/servers", {"Server": {"Id": "b1-new", "URL": "http://10.0.1.1:80"}})
+    post(vulcand, "/v2/backends/b2/servers", {"Server": {"Id": "b2-s0", "URL": "http://10.0.1.2:80"}})
+    updated, requests_made = etcd_requests(store.objects)
+    assert requests_made == 2
+    assert updated == VulcandStore(vulcand.etcd_url, vulcand.etcd_prefix).objects()
+    assert {server["Id"]: server["URL"] for server in updated["servers"]["b2"]}["b2-s0"] \
+        == "http://10.0.1.2:80"
+    assert "b1-new" in {server["Id"] for server in updated["servers"]["b1"]}
+
+    # Deleted (and one added at the same time, so that the count alone would not tell): the
+    # keys are listed, without their values.
+    requests.delete(f"{vulcand.url}/v2/backends/b1/servers/b1-s1", timeout=TIMEOUT).raise_for_status()
+    post(vulcand, "/v2/backends/b2/servers", {"Server": {"Id": "b2-new", "URL": "http://10.0.1.3:80"}})
+    changed, requests_made = etcd_requests(store.objects)
+    assert requests_made == 3
+    assert changed == VulcandStore(vulcand.etcd_url, vulcand.etcd_prefix).objects()
+    assert {server["Id"] for server in changed["servers"]["b1"]} == {"b1-s0", "b1-s2", "b1-new"}
+    assert {server["Id"] for server in changed["servers"]["b2"]} == {"b2-s0", "b2-s1", "b2-s2",
+                                                                     "b2-new"}
+    assert etcd_requests(store.objects) == (changed, 1)
 
 
 def test_snapshot_from_the_store_equals_the_one_from_the_api_with_a_few_requests(

@@ -45,6 +45,19 @@ def test_marathon_apps_are_decoded_one_by_one_from_the_listing(scripted_server, 
     assert list(apps) == APPS[1:]
 
 
+def test_each_app_comes_with_its_text_in_the_listing_when_asked(scripted_server):
+    body = json.dumps({"apps": APPS}, indent=2)
+    scripted_server.script = [reply(200, body.encode()),
+                              reply(200, json.dumps({"version": 1, "apps": APPS}).encode())]
+    pairs = list(MarathonAPI(scripted_server.url).iter_apps(with_text=True))
+    assert [app for app, _ in pairs] == APPS
+    assert [json.loads(text) for _, text in pairs] == APPS
+    assert all(text in body for _, text in pairs)
+    # A body decoded whole has no text of each app.
+    assert list(MarathonAPI(scripted_server.url).iter_apps(with_text=True)) == [
+        (app, None) for app in APPS]
+
+
 @pytest.mark.parametrize("body, count", [(b'{"apps": [ ]}', 0), (b"", 0)])
 def test_an_empty_marathon_listing_has_no_apps(scripted_server, body, count):
     scripted_server.script = [reply(200, body)]

@@ -1,12 +1,15 @@
 """The registrar's decisions: which services to converge, with which instances, from what."""
 
 
+import json
+
 import pytest
 from salt.exceptions import SaltInvocationError
 
 
 import httpclientutil
 import marathon_registrar
+import marathonutil
 import registrationutil
 import validationutil
 from registrationutil import CONSUL_SERVICE, VULCAND_SERVER, Owner, Ref
@@ -38,10 +41,11 @@ class FakeMarathon:
         self.calls = []
         self.failure = None
 
-    def iter_apps(self, label=None):
+    def iter_apps(self, label=None, with_text=False):
         self.calls.append(("iter_apps", label))
         self._maybe_fail()
-        return iter(list(self.apps.values()))
+        apps = list(self.apps.values())
+        return iter([(entry, json.dumps(entry)) for entry in apps] if with_text else apps)
 
     def get_app(self, app_id):
         self.calls.append(("get_app", app_id))
@@ -141,6 +145,53 @@ def test_a_resync_after_an_app_changed_plans_its_new_facts(recorder):
     listener = next(step for plan in recorder.plans for step in plan.steps
                     if str(step.ref) == "vulcand listener web")
     assert listener.new["Address"] == "tcp://0.0.0.0:10003"
+
+
+def test_an_app_whose_text_in_the_listing_is_unchanged_keeps_its_facts(recorder):
+    marathon = FakeMarathon([app("/web", "web", tasks=[1]), app("/api", "api", port=10001, tasks=[1])])
+    engine, _ = registrar(marathon)
+    assert engine.resync()
+    web, api = engine.apps["/web"], engine.apps["/api"]
+    marathon.apps["/api"] = app("/api", "api", port=10001, tasks=[1, 2])
+    assert engine.resync()
+    assert engine.apps["/web"] is web  # taken again from nothing: the same objects
+    assert engine.apps["/api"] is not api
+    assert set(engine.apps["/api"].instances) == {instance("/api", 1), instance("/api", 2)}
+
+
+def test_an_instance_missing_its_health_results_is_kept_for_the_grace_only(recorder):
+    checked = app("/web", "web", tasks=[1])
+    checked["healthChecks"] = [{"protocol": "HTTP"}]
+    checked["tasks"][0]["healthCheckResults"] = [{"alive": True}]
+    marathon = FakeMarathon([checked])
+    engine, _ = registrar(marathon, health_grace=30)
+    now = [1000.0]
+    engine.grace = marathonutil.HealthGrace(30, clock=lambda: now[0])
+    assert engine.resync()
+    assert set(engine.apps["/web"].instances) == {instance("/web", 1)}
+    # A leader change: the results are gone; the same text, read again within the grace and
+    # after it, keeps the instance and then drops it (facts that depend on the clock are
+    # taken again, not kept).
+    checked["tasks"][0]["healthCheckResults"] = []
+    assert engine.resync()
+    assert set(engine.apps["/web"].instances) == {instance("/web", 1)}
+    now[0] += 31
+    assert engine.resync()
+    assert engine.apps["/web"].instances == {}
+    # Healthy again; an event's read sees the results gone for a moment; a resync sees the
+    # text it last saw (healthy): the facts are kept, and the grace is told "healthy" again,
+    # so that the next time the results are missing it counts from then, not from the event.
+    checked["tasks"][0]["healthCheckResults"] = [{"alive": True}]
+    assert engine.resync() and engine.apps["/web"].instances
+    checked["tasks"][0]["healthCheckResults"] = []
+    assert engine.converge_apps({"/web"}) and engine.apps["/web"].instances
+    checked["tasks"][0]["healthCheckResults"] = [{"alive": True}]
+    now[0] += 20
+    assert engine.resync()
+    checked["tasks"][0]["healthCheckResults"] = []
+    now[0] += 20
+    assert engine.resync()
+    assert set(engine.apps["/web"].instances) == {instance("/web", 1)}
 
 
 def test_resync_removes_services_whose_app_is_gone(recorder):
