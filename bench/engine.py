@@ -7,7 +7,9 @@ Modes, each speaking JSON lines on stdout:
 ``run``
     :meth:`Registrar.run` until stdin closes; every Salt event it fires is a line
     ``{"tag", "data", "at"}`` (``at``: the wall clock), and ``bench/stats`` lines carry the
-    events read from Marathon's stream and the resyncs done, whenever they change.
+    events read from Marathon's stream and the resyncs done, whenever they change; when stdin
+    closes, a ``bench/threads`` line carries the CPU seconds of each thread (pool threads
+    summed under their name's prefix).
 ``resync``
     One full resync per line read on stdin, answered by ``{"ok", "seconds", "cpu",
     "requests": [[system, method, n]], "rss_mb", "peak_rss_mb", "errors"}`` (``errors``: the
@@ -15,6 +17,7 @@ Modes, each speaking JSON lines on stdout:
 """
 
 import json
+import os
 import sys
 import threading
 import time
@@ -46,8 +49,25 @@ class Output:
             sys.stdout.flush()
 
 
+def thread_cpu():
+    """``{thread name: CPU seconds}`` of this process's live threads; the threads of a pool
+    (``<prefix>_<n>``) summed under the prefix."""
+    found = {}
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        prefix, _, number = thread.name.rpartition("_")
+        name = prefix if prefix and number.isdigit() else thread.name
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        found[name] = found.get(name, 0.0) + seconds
+    return found
+
+
 def run(registrar, output):
-    thread = threading.Thread(target=registrar.run, daemon=True)
+    thread = threading.Thread(target=registrar.run, name="registrar", daemon=True)
     thread.start()
     stopped = threading.Event()
 
@@ -61,8 +81,9 @@ def run(registrar, output):
                 output.line(tag="bench/stats", data=stats, at=time.time())
                 last = stats
 
-    threading.Thread(target=report_stats, daemon=True).start()
+    threading.Thread(target=report_stats, name="bench-stats", daemon=True).start()
     sys.stdin.read()  # until the benchmark closes it
+    output.line(tag="bench/threads", data=thread_cpu(), at=time.time())
     stopped.set()
     registrar.stop()
     thread.join(30)

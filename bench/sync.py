@@ -102,6 +102,7 @@ class RunningEngine(EngineProcess):
         super().__init__(settings, "run", **options)
         self.registered_at = {}  # instance id -> wall clock
         self.disconnects = self.resyncs = self.events_received = 0
+        self.threads = {}  # thread name -> CPU seconds, once stopped
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -118,6 +119,8 @@ class RunningEngine(EngineProcess):
                 self.disconnects += 1
             elif tag == "bench/stats":
                 self.resyncs, self.events_received = data["resyncs"], data["events_received"]
+            elif tag == "bench/threads":
+                self.threads = data
 
     def stop(self):
         super().stop()
@@ -351,7 +354,16 @@ def event_rate(marathon, registries, app_ids, rate, seconds, workers):
     print(f"events: {firehose.sent} sent at {firehose.sent / sent_in:.0f}/s, all read "
           f"{behind * 1000:.0f} ms after the last was sent, slow-consumer disconnects "
           f"{engine.disconnects}, coalesced into {reads} Marathon reads")
+    print_threads("events", engine.threads)
     return cpu
+
+
+def print_threads(phases, threads):
+    """The engine's CPU time by thread: its event stream's, its registrar loop's (reads of
+    single apps, facts, plans), its pool's (reads and writes)."""
+    print(f"engine CPU by thread, {phases} (the engine's whole run): " + ", ".join(
+        f"{name} {seconds:.2f} s" for name, seconds in
+        sorted(threads.items(), key=lambda item: -item[1]) if seconds >= 0.005))
 
 
 # The full resyncs of one run, in order: into empty registries; with nothing changed, the first
@@ -464,6 +476,7 @@ def events(options):
             run()
             cpu[phase] = engine.cpu() - started
         engine.stop()
+        print_threads("latency, burst and repair", engine.threads)
         cpu["events"] = event_rate(marathon, registries, app_ids, options.event_rate,
                                    options.event_seconds, options.workers)
     print("engine CPU, event phases: " + ", ".join(
