@@ -12,8 +12,9 @@ Modes, each speaking JSON lines on stdout:
     summed under their name's prefix).
 ``resync``
     One full resync per line read on stdin, answered by ``{"ok", "seconds", "cpu",
-    "requests": [[system, method, n]], "rss_mb", "peak_rss_mb", "errors"}`` (``errors``: the
-    first few the resync reported).
+    "read_seconds", "requests": [[system, method, n]], "rss_mb", "peak_rss_mb", "errors"}``
+    (``read_seconds``: of the resync's event, until Marathon and the registries were read;
+    ``errors``: the first few the resync reported).
 """
 
 import json
@@ -89,7 +90,7 @@ def run(registrar, output):
     thread.join(30)
 
 
-def resyncs(registrar, output, errors):
+def resyncs(registrar, output, errors, summary):
     for _ in sys.stdin:
         errors.clear()
         httpclientutil.REQUEST_COUNTER.reset()
@@ -98,7 +99,8 @@ def resyncs(registrar, output, errors):
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         rss, peak = memory_mb()
         counts = httpclientutil.REQUEST_COUNTER.snapshot()
-        output.line(ok=ok, seconds=seconds, cpu=cpu, rss_mb=rss, peak_rss_mb=peak,
+        output.line(ok=ok, seconds=seconds, cpu=cpu, read_seconds=summary.get("read_seconds"),
+                    rss_mb=rss, peak_rss_mb=peak,
                     requests=[[system, method, n] for (system, method), n in counts.items()],
                     errors=errors[:5])
 
@@ -110,21 +112,24 @@ def main(argv=None):
                                            marathon_registrar.SOURCE)
     output = Output()
     errors = []  # what a resync reported as failed: the answer to each resync carries it
+    summary = {}  # the last resync event's data
 
-    def keep_errors(data, tag):
+    def keep(data, tag):
         if tag.endswith("/error"):
             errors.append(data.get("error"))
+        elif tag.endswith("/resync"):
+            summary.update(data)
 
     fire = {
         "run": lambda data, tag: output.line(tag=tag, data=data, at=time.time()),
-        "resync": keep_errors,
+        "resync": keep,
     }[config["mode"]]
     registrar = marathon_registrar.Registrar(
         marathon_registrar.Settings(**config.get("options", {})), platform, fire)
     if config["mode"] == "run":
         run(registrar, output)
     else:
-        resyncs(registrar, output, errors)
+        resyncs(registrar, output, errors, summary)
 
 
 if __name__ == "__main__":

@@ -412,7 +412,8 @@ def full_resync(app_count, tasks, workers, runs):
                     per_write = (f", {result['cpu'] / writes * 1000:.2f} ms CPU per write"
                                  if writes else "")
                     print(f"full resync, {app_count} apps x {tasks} tasks, {label}: "
-                          f"{result['seconds']:.2f} s (engine CPU {result['cpu']:.2f} s"
+                          f"{result['seconds']:.2f} s (sources read in "
+                          f"{result['read_seconds']:.2f} s; engine CPU {result['cpu']:.2f} s"
                           f"{per_write}), {request_summary(result['requests'])}; {cpu_used}; "
                           f"engine memory {result['rss_mb']:.0f} MB, peak so far "
                           f"{result['peak_rss_mb']:.0f} MB")

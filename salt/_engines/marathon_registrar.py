@@ -8,10 +8,11 @@ burst of many apps is one ``/v2/apps?embed=apps.tasks``) and converges their ser
 same plan/apply code as the ``services`` state (:mod:`registrationutil`); between resyncs it
 plans against what it last read of its own objects plus its own writes, so an event costs one
 Marathon read and the writes it calls for (an app whose facts did not change is not planned
-again). A full resync, reading every app and every registry
-(one request per source, all at once), runs at start, every ``resync_interval`` seconds and
-after every reconnect, so a lost, late, duplicated or reordered event can never leave anything
-wrong for longer than that. Writes run concurrently (``max_workers``). The engine keeps no state that the registries and Marathon cannot rebuild:
+again). A full resync, reading every app and every registry (one request per source, all at
+once; vulcand's etcd, after the first, for what changed since), runs at start, every
+``resync_interval`` seconds and after every reconnect, so a lost, late, duplicated or reordered
+event can never leave anything wrong for longer than that. Writes run concurrently
+(``max_workers``). The engine keeps no state that the registries and Marathon cannot rebuild:
 restarted, it resyncs and finds its own objects through their ownership marks (source
 ``marathon``), so it neither duplicates nor leaks them, and never touches services defined in
 pillar.
@@ -51,8 +52,8 @@ Every key is optional:
     Connection settings and cluster identity. Each defaults to the ``platform`` setting the
     ``services`` state reads (``config.get``: the daemon's config, then pillar), e.g.
     ``platform:marathon:url``. A resync reads every vulcand object from vulcand's etcd in one
-    request (``vulcand_etcd_url``; ``""`` lists them through vulcand's API instead, one request
-    per collection and per backend).
+    request, and the next ones what changed since (``vulcand_etcd_url``; ``""`` lists them
+    through vulcand's API instead, one request per collection and per backend).
 ``resync_interval`` (30)
     Seconds between full resyncs: the longest a lost event can leave a registration wrong.
 ``health_grace`` (60)
@@ -72,7 +73,9 @@ Every key is optional:
     TTL of the lock's Consul session, renewed every third of it.
 ``tag_prefix`` (``marathon/registrar``)
     Prefix of the Salt events fired: ``<prefix>/connected``, ``<prefix>/disconnected``,
-    ``<prefix>/resync`` (a summary, with the number of standing conflicts and invalid apps),
+    ``<prefix>/resync`` (a summary, with the number of standing conflicts and invalid apps,
+    ``seconds`` and ``read_seconds``, the part spent until Marathon and the registries were
+    read),
     ``<prefix>/change/<service>`` (the changes made, as soon as the service's writes are
     over), ``<prefix>/error``, ``<prefix>/invalid`` (an app whose labels are unusable or break
     the platform's rules: a reserved name, a port outside ``platform:listener_ports``; it gets
@@ -604,7 +607,7 @@ class Registrar:
         started = time.monotonic()
         self._known = None  # replaced by what is read now: never held twice
         try:
-            snapshot, self.apps = self._read_everything()
+            snapshot, self.apps, read_at = self._read_everything()
         except CommandExecutionError as err:
             self._report_error("resync", err)
             return False
@@ -630,23 +633,29 @@ class Registrar:
                 "invalid": len(self._invalid),
                 "ok": ok,
                 "seconds": round(time.monotonic() - started, 3),
+                # Until Marathon and the registries were read (the registries' objects sorted
+                # into a snapshot included): the rest is facts, plans and writes.
+                "read_seconds": round(read_at - started, 3),
             },
             "resync",
         )
         return ok
 
     def _read_everything(self):
-        """(registries snapshot, {app id: AppFacts}): Marathon and the registries read at once."""
+        """(registries snapshot, {app id: AppFacts}, when both were read): Marathon and the
+        registries read at once."""
         listed = self._pool.submit(self.marathon.iter_apps, label=marathonutil.LABEL_SERVICE,
                                    with_text=True)
         snapshot = registrationutil.read_snapshot(self.registries, self.owner, pool=self._pool)
         self.grace.remember(ref.key for ref in snapshot.objects if ref.kind == VULCAND_SERVER)
         # Each app decoded when its facts are taken, and released then: the listing is the
         # largest thing read, some hundred times larger decoded than any one app.
+        listing = listed.result()
+        read_at = time.monotonic()
         apps, kept, self._listed = {}, self._listed, {}
-        for app, text in listed.result():
+        for app, text in listing:
             apps[marathonutil.normalise_app_id(app["id"])] = self._listed_facts(app, text, kept)
-        return snapshot, apps
+        return snapshot, apps, read_at
 
     def _listed_facts(self, app, text, kept):
         """The facts of ``app`` of the listing, those of the last resync (``kept``) when its

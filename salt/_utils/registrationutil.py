@@ -290,16 +290,16 @@ def desired_objects(spec, owner):
     The bodies hold exactly the fields the project manages, in the shape :func:`read_snapshot`
     projects the registries' objects to, so that equal means "nothing to do".
     """
-    name = spec.name
+    name, fqdn = spec.name, spec.fqdn
     objects = {
         Ref(CONSUL_SERVICE, name, name): {
             "Name": name, "Port": spec.port, "Tags": [], "Meta": owner.consul_meta,
         },
-        Ref(VULCAND_HOST, name, spec.fqdn): {"Name": spec.fqdn},
+        Ref(VULCAND_HOST, name, fqdn): {"Name": fqdn},
         Ref(VULCAND_BACKEND, name, name): {"Type": "http"},
         Ref(VULCAND_FRONTEND, name, name): {
-            "Type": "http", "BackendId": name, "Route": _frontend_route(spec.fqdn),
-            "Hostname": spec.fqdn,
+            "Type": "http", "BackendId": name, "Route": _frontend_route(fqdn),
+            "Hostname": fqdn,
         },
         Ref(VULCAND_LISTENER, name, name): {
             "Protocol": "http", "Address": f"tcp://0.0.0.0:{spec.port}",
@@ -308,13 +308,14 @@ def desired_objects(spec, owner):
     for instance_id, instance in spec.instances.items():
         objects[Ref(VULCAND_SERVER, name, instance_id)] = {"URL": instance.url}
     if spec.gateway:
+        tags = owner.kong_tags
         objects[Ref(KONG_SERVICE, name, name)] = {
             "protocol": "http", "host": f"vulcand.{spec.domain}", "port": spec.port,
-            "path": None, "tags": owner.kong_tags,
+            "path": None, "tags": tags,
         }
         objects[Ref(KONG_ROUTE, name, name)] = {
-            "service": name, "hosts": [spec.fqdn], "paths": None, "preserve_host": True,
-            "strip_path": False, "tags": owner.kong_tags,
+            "service": name, "hosts": [fqdn], "paths": None, "preserve_host": True,
+            "strip_path": False, "tags": list(tags),
         }
     return objects
 
@@ -707,7 +708,7 @@ def plan(desired, snapshot, owner, prune_instances=True):
             f"{ref} exists and is {snapshot.claims[(ref.kind, ref.key)]}"
             for ref in wanted
             if (ref.kind, ref.key) in snapshot.claims
-        ]
+        ] if snapshot.claims else None
         if taken:
             result.conflicts.append(
                 f"service {name!r}: refusing to take over objects that are not ours: "
@@ -719,8 +720,9 @@ def plan(desired, snapshot, owner, prune_instances=True):
                 f"service {name!r}: the name is taken in Consul's catalog: "
                 + "; ".join(map(str, snapshot.catalog[name])))
             continue
-        others = sorted(holder for holder in port_holders.get(spec.port if spec else None, ())
-                        if holder != name)
+        holders = port_holders.get(spec.port) if spec is not None else None
+        others = sorted(holder for holder in holders if holder != name) \
+            if holders and holders != [name] else None
         if others:
             result.conflicts.append(
                 f"service {name!r}: port {spec.port} is already the port of "
