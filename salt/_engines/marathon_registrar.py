@@ -456,11 +456,45 @@ class Reported:
 
 class ListedFacts(NamedTuple):
     """The facts taken of an app of Marathon's listing, and what they told the health grace,
-    by the digest of the app's text there."""
+    by the digest and length of the app's text there."""
 
+    app_id: str  # as the listing spells it
     digest: bytes
+    length: int
     facts: "AppFacts"
     told: tuple
+
+
+def text_digest(text):
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+class ListingMatcher:
+    """Recognises, in Marathon's listing, the apps whose text is the same as in the last one,
+    without decoding them: each app is expected where the last listing had it, after the app
+    before it, and is that app when the digest of as much text as it had matches."""
+
+    def __init__(self, listed):
+        self._order = list(listed.values())  # ListedFacts, in the last listing's order
+        self._index = {entry.app_id: index for index, entry in enumerate(self._order)}
+        self._next = 0
+
+    def __call__(self, text, position):
+        if self._next >= len(self._order):
+            return None
+        entry = self._order[self._next]
+        end = position + entry.length
+        if text_digest(text[position:end]) != entry.digest:
+            return None
+        self._next += 1
+        return entry, end
+
+    def decoded(self, app_id):
+        """An app was decoded instead: the one after it in the last listing comes next (after
+        a new app, the one that was expected still is)."""
+        index = self._index.get(app_id)
+        if index is not None:
+            self._next = index + 1
 
 
 @dataclass
@@ -644,8 +678,9 @@ class Registrar:
     def _read_everything(self):
         """(registries snapshot, {app id: AppFacts}, when both were read): Marathon and the
         registries read at once."""
+        matcher = ListingMatcher(self._listed)
         listed = self._pool.submit(self.marathon.iter_apps, label=marathonutil.LABEL_SERVICE,
-                                   with_text=True)
+                                   with_text=True, known=matcher)
         snapshot = registrationutil.read_snapshot(self.registries, self.owner, pool=self._pool)
         self.grace.remember(ref.key for ref in snapshot.objects if ref.kind == VULCAND_SERVER)
         # Each app decoded when its facts are taken, and released then: the listing is the
@@ -653,28 +688,39 @@ class Registrar:
         listing = listed.result()
         read_at = time.monotonic()
         apps, kept, self._listed = {}, self._listed, {}
-        for app, text in listing:
-            apps[marathonutil.normalise_app_id(app["id"])] = self._listed_facts(app, text, kept)
+        for item, text in listing:
+            if isinstance(item, ListedFacts):  # recognised by the matcher: not decoded
+                app_id, facts = item.app_id, self._reuse(item)
+            else:
+                app_id = item.get("id")
+                matcher.decoded(app_id)
+                facts = self._listed_facts(item, text, kept)
+            apps[marathonutil.normalise_app_id(app_id)] = facts
         return snapshot, apps, read_at
 
     def _listed_facts(self, app, text, kept):
         """The facts of ``app`` of the listing, those of the last resync (``kept``) when its
-        ``text`` is the same: what they told the health grace told it again."""
+        ``text`` is the same."""
         if text is None:
             return self._facts(app)
-        digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
-        app_id = app.get("id")
-        before = kept.get(app_id)
+        digest = text_digest(text)
+        before = kept.get(app.get("id"))
         if before is not None and before.digest == digest:
-            marathonutil.GraceRecorder.replay(self.grace, before.told)
-            self._note_validity(app_id, before.facts)
-            self._listed[app_id] = before
-            return before.facts
+            return self._reuse(before)
         recorder = marathonutil.GraceRecorder(self.grace)
         facts = self._facts(app, recorder)
         if not recorder.timed:
-            self._listed[app_id] = ListedFacts(digest, facts, tuple(recorder.told))
+            self._listed[app.get("id")] = ListedFacts(app.get("id"), digest, len(text), facts,
+                                                     tuple(recorder.told))
         return facts
+
+    def _reuse(self, listed):
+        """The facts of an app whose text is the same as last time: what they told the health
+        grace is told it again, and its validity noted again."""
+        marathonutil.GraceRecorder.replay(self.grace, listed.told)
+        self._note_validity(listed.app_id, listed.facts)
+        self._listed[listed.app_id] = listed
+        return listed.facts
 
     def converge_apps(self, app_ids):
         """Re-read ``app_ids`` from Marathon and converge the services they are part of."""

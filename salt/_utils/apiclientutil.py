@@ -441,11 +441,11 @@ class MarathonAPI:
         """
         return list(self.iter_apps(label, embed_tasks))
 
-    def iter_apps(self, label=None, embed_tasks=True, with_text=False):
+    def iter_apps(self, label=None, embed_tasks=True, with_text=False, known=None):
         """:meth:`list_apps` read at once and decoded one app at a time: the listing of
         10,000 apps with their tasks is some hundred times larger decoded than any one app.
-        ``with_text``: ``(app, its JSON text in the listing)`` pairs (see
-        :func:`json_array_items`)."""
+        ``with_text``: ``(app, its JSON text in the listing)`` pairs; ``known``: apps the
+        caller recognises without decoding them (see :func:`json_array_items`)."""
         params = {}
         if embed_tasks:
             params["embed"] = "apps.tasks"
@@ -453,7 +453,7 @@ class MarathonAPI:
             params["label"] = label
         body = self.http.get("/v2/apps", params=params, raw=True)
         return json_array_items(body, "apps", f"marathon: GET {self.http.base_url}/v2/apps",
-                                with_text)
+                                with_text, known)
 
     def get_app(self, app_id):
         """One app; Marathon always embeds its tasks."""
@@ -476,13 +476,16 @@ _SEPARATOR = re.compile(r"\s*(?P<token>[,\]])\s*")
 _JSON = json.JSONDecoder()
 
 
-def json_array_items(body, key, what, with_text=False):
+def json_array_items(body, key, what, with_text=False, known=None):
     """The elements of the array ``key`` of the JSON object ``body`` (bytes), decoded one after
     the other as they are taken (none when ``body`` is empty), so that only one is held
     decoded at a time. A body of another shape than ``{"<key>": [...]}`` is decoded whole.
     A reply that is no such JSON raises :class:`CommandExecutionError` naming ``what``.
 
     ``with_text``: ``(element, its JSON text)`` pairs, the text None for a body decoded whole.
+    ``known(text, position)``, asked first of each element: ``(value, end)`` when the caller
+    recognises the element that starts at ``position`` and ends at ``end`` (it then comes out
+    as ``value``, not decoded, its text None), else None.
     """
     try:
         text = body.decode("utf-8") if body else ""
@@ -497,9 +500,14 @@ def json_array_items(body, key, what, with_text=False):
         if text.startswith("]", position):
             return
         while True:
-            begin = position
-            item, position = _JSON.raw_decode(text, position)
-            yield (item, text[begin:position]) if with_text else item
+            recognised = known(text, position) if known is not None else None
+            if recognised is not None:
+                item, position = recognised
+                yield (item, None) if with_text else item
+            else:
+                begin = position
+                item, position = _JSON.raw_decode(text, position)
+                yield (item, text[begin:position]) if with_text else item
             separator = _SEPARATOR.match(text, position)
             if separator is None:
                 raise ValueError(f"expected , or ] at character {position}")

@@ -7,6 +7,7 @@ import pytest
 from salt.exceptions import SaltInvocationError
 
 
+import apiclientutil
 import httpclientutil
 import marathon_registrar
 import marathonutil
@@ -41,11 +42,11 @@ class FakeMarathon:
         self.calls = []
         self.failure = None
 
-    def iter_apps(self, label=None, with_text=False):
+    def iter_apps(self, label=None, with_text=False, known=None):
         self.calls.append(("iter_apps", label))
         self._maybe_fail()
-        apps = list(self.apps.values())
-        return iter([(entry, json.dumps(entry)) for entry in apps] if with_text else apps)
+        listing = json.dumps({"apps": list(self.apps.values())}).encode()
+        return apiclientutil.json_array_items(listing, "apps", "the fake listing", with_text, known)
 
     def get_app(self, app_id):
         self.calls.append(("get_app", app_id))
@@ -157,6 +158,38 @@ def test_an_app_whose_text_in_the_listing_is_unchanged_keeps_its_facts(recorder)
     assert engine.apps["/web"] is web  # taken again from nothing: the same objects
     assert engine.apps["/api"] is not api
     assert set(engine.apps["/api"].instances) == {instance("/api", 1), instance("/api", 2)}
+
+
+def test_apps_unchanged_in_the_listing_are_not_decoded_again(recorder, monkeypatch):
+    apps = {f"/a{n}": app(f"/a{n}", f"s{n}", port=10000 + n, tasks=[1]) for n in range(6)}
+    marathon = FakeMarathon(list(apps.values()))
+    engine, _ = registrar(marathon)
+    assert engine.resync()
+    before = dict(engine.apps)
+    decoded = []
+
+    class CountingDecoder:
+        def raw_decode(self, text, position, real=apiclientutil._JSON):
+            item, end = real.raw_decode(text, position)
+            decoded.append(item["id"])
+            return item, end
+
+    monkeypatch.setattr(apiclientutil, "_JSON", CountingDecoder())
+    # /a2 changed, /a9 new (between /a3 and /a4's place), /a4 gone, the others as they were.
+    apps["/a2"] = app("/a2", "s2", port=10002, tasks=[1, 2])
+    marathon.apps = {app_id: apps[app_id] for app_id in ("/a0", "/a1", "/a2", "/a3")}
+    marathon.apps.update({"/a9": app("/a9", "s9", port=10009, tasks=[1]), "/a5": apps["/a5"]})
+    assert engine.resync()
+    # The changed and the new app are decoded, and the one after the app that went (expected
+    # where that one was); that one is then known by its id, and keeps its facts too.
+    assert decoded == ["/a2", "/a9", "/a5"]
+    assert set(engine.apps) == {"/a0", "/a1", "/a2", "/a3", "/a9", "/a5"}
+    assert all(engine.apps[app_id] is before[app_id] for app_id in ("/a0", "/a1", "/a3", "/a5"))
+    assert set(engine.apps["/a2"].instances) == {instance("/a2", 1), instance("/a2", 2)}
+    assert ("consul service s4", "delete") in recorder.steps()
+    decoded.clear()
+    assert engine.resync()
+    assert decoded == []  # nothing changed: nothing decoded
 
 
 def test_an_instance_missing_its_health_results_is_kept_for_the_grace_only(recorder):
