@@ -56,6 +56,18 @@ class RegistryProcesses:
         }
 
 
+def proc_stat(path):
+    """(command name, the fields after it) of a ``/proc/.../stat`` file."""
+    with open(path, encoding="ascii") as stat:
+        name, fields = stat.read().split(" (", 1)[1].rsplit(") ", 1)
+    return name, fields.split()
+
+
+def stat_cpu_seconds(fields):
+    """User + system CPU seconds of :func:`proc_stat`'s fields."""
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(processes):
     """``{label: CPU seconds}`` used so far (user + system, every thread) by each process of
     ``processes`` (``{label: pid}``), and by their descendants under their command's name (the
@@ -65,13 +77,11 @@ def cpu_seconds(processes):
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
-                name, fields = stat.read().split(" (", 1)[1].rsplit(") ", 1)
+            name, fields = proc_stat(f"/proc/{entry}/stat")
         except OSError:  # ended meanwhile
             continue
-        fields = fields.split()
         parents[int(entry)] = int(fields[1])
-        stats[int(entry)] = name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        stats[int(entry)] = name, stat_cpu_seconds(fields)
     labels = {pid: label for label, pid in processes.items()}
     found = dict.fromkeys(processes, 0.0)
     for process, (name, seconds) in stats.items():
@@ -86,7 +96,7 @@ def cpu_seconds(processes):
 
 def cpu_summary(before, after):
     """The CPU seconds between two :func:`cpu_seconds`, largest first, e.g.
-    ``CPU: vulcand 20.1 s, etcd 15.2 s, engine 9.3 s (44.6 s)``."""
+    ``CPU: vulcand 20.1 s, etcd 15.2 s, engine 9.3 s (44.6 s in all)``."""
     used = {label: after[label] - before.get(label, 0.0) for label in after}
     parts = ", ".join(f"{label} {seconds:.1f} s" for label, seconds in
                       sorted(used.items(), key=lambda item: -item[1]) if seconds >= 0.05)

@@ -18,7 +18,6 @@ Modes, each speaking JSON lines on stdout:
 """
 
 import json
-import os
 import sys
 import threading
 import time
@@ -27,6 +26,8 @@ import bench  # noqa: F401  (puts salt/_utils and salt/_engines on sys.path)
 import httpclientutil
 import marathon_registrar
 import registrationutil
+
+from bench.common import proc_stat, stat_cpu_seconds
 
 STATS_INTERVAL = 0.05
 
@@ -56,14 +57,12 @@ def thread_cpu():
     found = {}
     for thread in threading.enumerate():
         try:
-            with open(f"/proc/self/task/{thread.native_id}/stat", encoding="ascii") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
+            _, fields = proc_stat(f"/proc/self/task/{thread.native_id}/stat")
         except OSError:  # ended meanwhile
             continue
         prefix, _, number = thread.name.rpartition("_")
         name = prefix if prefix and number.isdigit() else thread.name
-        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        found[name] = found.get(name, 0.0) + seconds
+        found[name] = found.get(name, 0.0) + stat_cpu_seconds(fields)
     return found
 
 
